@@ -1,0 +1,4 @@
+"""animvfi-pipeline
+"""
+
+__version__ = "0.1"
