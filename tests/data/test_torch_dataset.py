@@ -1,0 +1,176 @@
+"""TripletDataset: samples a trainer can trust, whatever augmentation did to them."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from animvfi_pipeline.data.torch_dataset import TripletDataset
+from animvfi_pipeline.errors import DataError
+from animvfi_pipeline.models.warp import warp
+
+H, W = 40, 56
+SHIFT = (8, -4)  # frame1 -> frame3 displacement (x, y); multiples of 4 so t = 0.25 lands on pixels
+
+
+def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Smooth random colours: bilinear warping of it is accurate to well under a grey level."""
+    import cv2
+
+    small = rng.integers(0, 256, size=(h // 8 + 2, w // 8 + 2, 3)).astype(np.float32)
+    big = cv2.resize(small, (w + 64, h + 64), interpolation=cv2.INTER_CUBIC)
+    return np.clip(big, 0, 255).astype(np.uint8)
+
+
+class TranslationStore:
+    """The TripletStore reading interface over frames that move by an exact translation."""
+
+    extra_times = [0.25, 0.75]
+    height, width = H, W
+    path = "memory://translation"
+
+    def __init__(self, n: int = 3, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        dx, dy = SHIFT
+        self._frames, self._extra = [], []
+        for _ in range(n):
+            tex = _texture(rng, H, W)
+
+            def at(t: float, tex=tex) -> np.ndarray:
+                # content at time t is the texture moved by t * SHIFT: frame(p) = tex(p - t*d)
+                ox, oy = 32 - int(t * dx), 32 - int(t * dy)
+                return tex[oy : oy + H, ox : ox + W]
+
+            self._frames.append(np.stack([at(0.0), at(0.5), at(1.0)]))
+            self._extra.append(np.stack([at(t) for t in self.extra_times]))
+        self._flow = np.zeros((2, 2, H, W), np.float32)
+        self._flow[0, 0], self._flow[0, 1] = dx, dy  # flow 1 -> 3
+        self._flow[1] = -self._flow[0]  # flow 3 -> 1
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def indices(self, split: str) -> np.ndarray:
+        return np.arange(len(self)) if split == "train" else np.array([], dtype=np.int64)
+
+    def frames(self, i: int) -> np.ndarray:
+        return self._frames[i]
+
+    def flows(self, i: int) -> np.ndarray:
+        return self._flow.copy()
+
+    def extra(self, i: int) -> np.ndarray:
+        return self._extra[i]
+
+
+def _interior_error(a: torch.Tensor, b: torch.Tensor, margin: int = 10) -> float:
+    """Max abs difference away from the borders, where content leaves the frame."""
+    return (a - b)[..., margin:-margin, margin:-margin].abs().max().item()
+
+
+def test_samples_have_the_documented_shapes_and_ranges():
+    ds = TripletDataset(TranslationStore(), "train", crop=(32, 48))
+    s = ds[0]
+    for key in ("img0", "img1", "target"):
+        assert s[key].shape == (3, 32, 48) and s[key].dtype == torch.float32
+        assert 0.0 <= s[key].min() and s[key].max() <= 1.0
+    assert s["flow_01"].shape == s["flow_10"].shape == (2, 32, 48)
+    assert s["t"].item() == 0.5 and s["index"].item() == 0
+
+
+def test_every_augmentation_keeps_flow_frames_and_t_consistent():
+    ds = TripletDataset(TranslationStore(), "train", crop=(32, 40), augment=True, times="all", seed=3)
+    signs, times = set(), set()
+    for epoch in range(6):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            s = ds[i]
+            img0, img1, tgt = s["img0"][None], s["img1"][None], s["target"][None]
+            f01, f10, t = s["flow_01"][None], s["flow_10"][None], s["t"].item()
+            assert _interior_error(warp(img1, f01), img0) < 0.02
+            assert _interior_error(warp(img0, f10), img1) < 0.02
+            # linear motion: the target is frame0 pulled a fraction t along flow_10
+            assert _interior_error(warp(img0, t * f10), tgt) < 0.02
+            signs.add((np.sign(f01[0, 0, 0, 0].item()), np.sign(f01[0, 1, 0, 0].item())))
+            times.add(t)
+    # the check above must have seen every flip / reversal combination to mean anything
+    assert len(signs) == 4
+    assert times == {0.25, 0.5, 0.75}
+
+
+def test_times_all_adds_the_extra_frames_as_samples():
+    store = TranslationStore(n=2)
+    assert len(TripletDataset(store, "train")) == 2
+    ds = TripletDataset(store, "train", times="all")
+    assert len(ds) == 6
+    assert sorted(ds[i]["t"].item() for i in range(3)) == [0.25, 0.5, 0.75]
+
+
+def test_augmentation_is_reproducible_and_changes_with_the_epoch():
+    ds = TripletDataset(TranslationStore(), "train", crop=(24, 24), augment=True, seed=7)
+    ds.set_epoch(1)
+    a, b = ds[1], ds[1]
+    assert torch.equal(a["img0"], b["img0"])
+    changed = False
+    for epoch in range(2, 6):
+        ds.set_epoch(epoch)
+        changed |= not torch.equal(ds[1]["img0"], a["img0"])
+    assert changed
+
+
+def test_without_augment_the_crop_is_centred_and_fixed():
+    store = TranslationStore()
+    ds = TripletDataset(store, "train", crop=(20, 30))
+    full = torch.from_numpy(store.frames(0)[0].copy()).permute(2, 0, 1).float() / 255
+    assert torch.equal(ds[0]["img0"], full[:, 10:30, 13:43])
+
+
+def test_crop_larger_than_the_frames_is_a_data_error_naming_the_store():
+    with pytest.raises(DataError, match="memory://translation.*larger"):
+        TripletDataset(TranslationStore(), "train", crop=(64, 64))
+
+
+# --- with the real HDF5 store and DataLoader worker processes ---------------------------------
+
+
+def _write_store(path, n: int = 6) -> None:
+    """A tiny store in the documented schema (docs/architecture.md)."""
+    h5py = pytest.importorskip("h5py")
+    src = TranslationStore(n=n)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("frames", data=np.stack([src.frames(i) for i in range(n)]), chunks=(1, 3, H, W, 3))
+        f.create_dataset("flows", data=np.stack([src.flows(i) for i in range(n)]).astype(np.float16))
+        f.create_dataset("extra_frames", data=np.stack([src.extra(i) for i in range(n)]))
+        splits = ["train"] * (n - 2) + ["val", "test"]
+        str_dt = h5py.string_dtype()
+        meta = f.create_group("meta")
+        meta.create_dataset("name", data=[f"Japan_v1_{i}_000001_s1" for i in range(n)], dtype=str_dt)
+        meta.create_dataset("split", data=splits, dtype=str_dt)
+        meta.create_dataset("clip", data=[f"Japan_v1_{i}" for i in range(n)], dtype=str_dt)
+        meta.create_dataset("level", data=np.full(n, -1))
+        meta.create_dataset("roi", data=np.full((n, 4), -1, np.int32))
+        for col in ("motion_type", "behavior"):
+            meta.create_dataset(col, data=["unknown"] * n, dtype=str_dt)
+        meta.create_dataset("flow_source", data=["gt"] * n, dtype=str_dt)
+        meta.create_dataset("orig_width", data=np.full(n, W))
+        meta.create_dataset("orig_height", data=np.full(n, H))
+        f.attrs.update(format_version=1, height=H, width=W, extra_times=[0.25, 0.75], source_root="memory",
+                       skipped="[]")
+        f.attrs["complete"] = True
+
+
+def test_dataloader_workers_read_the_hdf5_store_like_the_main_process(tmp_path):
+    h5store = pytest.importorskip("animvfi_pipeline.data.h5store")
+    path = tmp_path / "triplets.h5"
+    _write_store(path)
+    store = h5store.TripletStore(path)
+    ds = TripletDataset(store, "train", crop=(32, 32), augment=True, times="all")
+    assert len(ds) == 4 * 3
+    # the main process reads first, so a handle exists before the workers fork
+    inline = [ds[i] for i in range(len(ds))]
+    loader = DataLoader(ds, batch_size=4, num_workers=2, shuffle=False)
+    batches = list(loader)
+    for key in ("img0", "target", "flow_01", "t", "index"):
+        assert torch.equal(torch.cat([b[key] for b in batches]), torch.stack([s[key] for s in inline]))
+    assert set(torch.cat([b["index"] for b in batches]).tolist()) == set(store.indices("train").tolist())
