@@ -1,0 +1,168 @@
+"""Methods the model is compared with, all behind one signature.
+
+A predictor is ``fn(img0, img1, t) -> pred``: ``img0``/``img1`` are uint8 ``(H, W, 3)`` RGB frames
+at t = 0 and t = 1 (as ``TripletStore.frames`` gives them), ``t`` a float in [0, 1], and ``pred``
+a float32 ``(H, W, 3)`` array in [0, 1]. Predictions stay float so that no method is rounded to
+8 bits before it is scored (see metrics.py). None of these methods is trained.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import cv2
+import numpy as np
+import torch
+
+from animvfi_pipeline.models.warp import warp
+
+Predictor = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
+
+_DIS_PRESETS = {
+    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
+
+
+def repeat(img0: np.ndarray, img1: np.ndarray, t: float) -> np.ndarray:
+    """Frame1 unchanged: what a player shows when it duplicates frames."""
+    return img0.astype(np.float32) / 255.0
+
+
+def blend(img0: np.ndarray, img1: np.ndarray, t: float) -> np.ndarray:
+    """Mean of the two frames (a cross-fade at its midpoint, whatever t is)."""
+    return (img0.astype(np.float32) + img1.astype(np.float32)) / (2.0 * 255.0)
+
+
+@dataclass
+class ClassicalFlowConfig:
+    """DIS preset (ultrafast | fast | medium) and the forward-backward consistency test.
+
+    A pixel is trusted while ``|f + f_back|^2 <= alpha (|f|^2 + |f_back|^2) + beta`` (Sundaram
+    et al. 2010); the weight decays smoothly with that ratio instead of switching off.
+    """
+
+    preset: str = "medium"
+    consistency_alpha: float = 0.01
+    consistency_beta: float = 0.5
+
+
+def dis_flow(img0: np.ndarray, img1: np.ndarray, preset: str = "medium") -> np.ndarray:
+    """OpenCV DIS optical flow from ``img0`` to ``img1`` on grey levels: float32 ``(2, H, W)``,
+    so that ``warp(img1, flow) ~= img0``."""
+    if preset not in _DIS_PRESETS:
+        raise ValueError(f"unknown DIS preset {preset!r}; choose one of {sorted(_DIS_PRESETS)}")
+    dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[preset])
+    grey0 = cv2.cvtColor(np.ascontiguousarray(img0), cv2.COLOR_RGB2GRAY)
+    grey1 = cv2.cvtColor(np.ascontiguousarray(img1), cv2.COLOR_RGB2GRAY)
+    return dis.calc(grey0, grey1, None).transpose(2, 0, 1).astype(np.float32)
+
+
+def _to_tensor(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255.0
+
+
+def _to_image(x: torch.Tensor) -> np.ndarray:
+    return x[0].clamp(0.0, 1.0).permute(1, 2, 0).cpu().numpy().astype(np.float32)
+
+
+def _consistency(flow_ab: torch.Tensor, flow_ba: torch.Tensor, cfg: ClassicalFlowConfig) -> torch.Tensor:
+    """(1, 1, H, W) weight in (0, 1] per pixel of frame a: near 1 where the round trip a -> b -> a
+    comes back, near 0 where the pixel of a is hidden in b."""
+    back = warp(flow_ba, flow_ab)
+    err = (flow_ab + back).pow(2).sum(1, keepdim=True)
+    bound = cfg.consistency_alpha * (flow_ab.pow(2).sum(1, keepdim=True) + back.pow(2).sum(1, keepdim=True))
+    return torch.exp(-err / (bound + cfg.consistency_beta))
+
+
+def _motion_at_t(flow_01: np.ndarray, flow_10: np.ndarray, vis_0: np.ndarray, vis_1: np.ndarray, t: float) -> np.ndarray:
+    """Motion (frame 0 -> frame 1 displacement, (2, H, W)) of the surface seen at each pixel at t.
+
+    Every pixel of frame 0 is splatted to its nearest pixel at ``p + t F01(p)``, every pixel of
+    frame 1 to ``p + (1-t) F10(p)`` with its motion negated, weighted by its consistency: where
+    a moving object and the background it covers land on the same pixel, the visible one wins.
+    Pixels nothing lands on get the linear estimate ``(1-t) F01 - t F10`` of Super SloMo.
+    """
+    _, h, w = flow_01.shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    motion = np.zeros((2, h * w))
+    weight = np.zeros(h * w)
+    for flow, vis, dt, sign in ((flow_01, vis_0, t, 1.0), (flow_10, vis_1, 1.0 - t, -1.0)):
+        tx = np.rint(xs + dt * flow[0]).astype(np.int64)
+        ty = np.rint(ys + dt * flow[1]).astype(np.int64)
+        inside = (tx >= 0) & (tx < w) & (ty >= 0) & (ty < h)
+        target = (ty * w + tx)[inside]
+        wt = vis[inside] + 1e-4  # even a hidden pixel beats leaving a hole
+        weight += np.bincount(target, wt, h * w)
+        for k in range(2):
+            motion[k] += np.bincount(target, wt * sign * flow[k][inside], h * w)
+    motion = motion.reshape(2, h, w)
+    weight = weight.reshape(h, w)
+    linear = (1.0 - t) * flow_01 - t * flow_10
+    return np.where(weight > 0, motion / np.maximum(weight, 1e-12), linear).astype(np.float32)
+
+
+def interpolate_with_flow(
+    img0: np.ndarray,
+    img1: np.ndarray,
+    flow_01: np.ndarray,
+    flow_10: np.ndarray,
+    t: float,
+    config: ClassicalFlowConfig | None = None,
+) -> np.ndarray:
+    """Frame at time t from two frames and their bidirectional flow ((2, H, W) each, in pixels).
+
+    Intermediate flows come from splatting the flows to time t (:func:`_motion_at_t`), then both
+    frames are backward-warped and blended with weights ``(1-t)`` and ``t``, each scaled down
+    where the other frame shows content it does not have: a pixel of frame 0 that fails the
+    forward-backward test is hidden in frame 1, so wherever it appears at time t the sample taken
+    from frame 1 shows the wrong surface (and vice versa).
+    """
+    cfg = config or ClassicalFlowConfig()
+    t = float(t)
+    f01 = torch.from_numpy(np.ascontiguousarray(flow_01, dtype=np.float32))[None]
+    f10 = torch.from_numpy(np.ascontiguousarray(flow_10, dtype=np.float32))[None]
+    with torch.no_grad():
+        vis0, vis1 = _consistency(f01, f10, cfg), _consistency(f10, f01, cfg)
+        motion = torch.from_numpy(_motion_at_t(f01[0].numpy(), f10[0].numpy(), vis0[0, 0].numpy(), vis1[0, 0].numpy(), t))[None]
+        ft0, ft1 = -t * motion, (1.0 - t) * motion
+        # The small floor keeps weights positive, so pixels failing both tests fall back to t.
+        w0 = (1.0 - t) * (warp(vis1, ft1) + 1e-3)
+        w1 = t * (warp(vis0, ft0) + 1e-3)
+        pred = (w0 * warp(_to_tensor(img0), ft0) + w1 * warp(_to_tensor(img1), ft1)) / (w0 + w1)
+    return _to_image(pred)
+
+
+def classical_flow(
+    img0: np.ndarray, img1: np.ndarray, t: float, config: ClassicalFlowConfig | None = None
+) -> np.ndarray:
+    """Flow-based interpolation with no learning: OpenCV DIS flow both ways, then
+    :func:`interpolate_with_flow`."""
+    cfg = config or ClassicalFlowConfig()
+    flow_01 = dis_flow(img0, img1, cfg.preset)
+    flow_10 = dis_flow(img1, img0, cfg.preset)
+    return interpolate_with_flow(img0, img1, flow_01, flow_10, t, cfg)
+
+
+def classical_flow_predictor(config: ClassicalFlowConfig | None = None) -> Predictor:
+    """:func:`classical_flow` with its config bound, as a plain predictor."""
+    cfg = config or ClassicalFlowConfig()
+
+    def predict(img0: np.ndarray, img1: np.ndarray, t: float) -> np.ndarray:
+        return classical_flow(img0, img1, t, cfg)
+
+    return predict
+
+
+def model_predictor(model: torch.nn.Module, device: str | torch.device = "cpu") -> Predictor:
+    """Wrap a model with ``inference(img0, img1, t) -> (B, 3, H, W)`` (float in [0, 1]) as a
+    predictor, so the model is scored exactly like the baselines."""
+    model = model.to(device).eval()
+
+    def predict(img0: np.ndarray, img1: np.ndarray, t: float) -> np.ndarray:
+        with torch.no_grad():
+            out = model.inference(_to_tensor(img0).to(device), _to_tensor(img1).to(device), float(t))
+        return _to_image(out)
+
+    return predict
