@@ -162,7 +162,7 @@ def launch(fn: Callable[..., Any], nproc: int | str, *args: Any) -> Any:
         start_method="spawn",
     )
     env = run_env()  # so that workers log into this process's MLflow run
-    if torch.cuda.is_available() is False and "OMP_NUM_THREADS" not in os.environ:
+    if not torch.cuda.is_available() and "OMP_NUM_THREADS" not in os.environ:
         # n CPU workers each spawning one thread per core would fight over the same cores.
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // n))
     log.info("launching %d worker processes", n)
