@@ -126,6 +126,15 @@ def test_without_augment_the_crop_is_centred_and_fixed():
     assert torch.equal(ds[0]["img0"], full[:, 10:30, 13:43])
 
 
+def test_a_store_without_flow_gives_samples_without_flow():
+    store = TranslationStore()
+    store.has_flows = False
+    store.flows = None  # must not be called
+    s = TripletDataset(store, "train", crop=(24, 24), augment=True)[0]
+    assert "flow_01" not in s and "flow_10" not in s
+    assert s["img0"].shape == s["target"].shape == (3, 24, 24)
+
+
 def test_crop_larger_than_the_frames_is_a_data_error_naming_the_store():
     with pytest.raises(DataError, match="memory://translation.*larger"):
         TripletDataset(TranslationStore(), "train", crop=(64, 64))

@@ -24,7 +24,8 @@ class TripletDataset(Dataset):
 
     Each sample is a dict: ``img0``, ``img1``, ``target`` float32 ``(3, h, w)`` in [0, 1];
     ``t`` float32 scalar; ``flow_01``, ``flow_10`` float32 ``(2, h, w)`` in pixels
-    (``warp(img1, flow_01) ~= img0``); ``index`` (row in the store).
+    (``warp(img1, flow_01) ~= img0``); ``index`` (row in the store). A store ingested without
+    flow (``flow_source: none``) gives samples without the two flow keys.
 
     crop: ``(h, w)`` window; random when ``augment`` else centred; ``None`` keeps whole frames.
     augment: random crop, horizontal and vertical flips, temporal reversal.
@@ -58,6 +59,7 @@ class TripletDataset(Dataset):
         rows = np.asarray(store.indices(split), dtype=np.int64)
         targets = [MIDDLE]
         self.extra_times = [float(t) for t in (store.extra_times or [])]
+        self.with_flows = bool(getattr(store, "has_flows", True))
         if times == "all":
             targets += list(range(len(self.extra_times)))
         # (store row, target) pairs; plain integer arrays pickle cheaply to workers.
@@ -73,7 +75,10 @@ class TripletDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         row, target = int(self._rows[i]), int(self._targets[i])
         frames = self.store.frames(row)  # (3, H, W, 3) uint8
-        flows = self.store.flows(row)  # (2, 2, H, W): [0] = 1 -> 3, [1] = 3 -> 1
+        if self.with_flows:
+            flows = self.store.flows(row)  # (2, 2, H, W): [0] = 1 -> 3, [1] = 3 -> 1
+        else:  # placeholders that follow the crops and flips cheaply, dropped at the end
+            flows = np.zeros((2, 2, *frames.shape[1:3]), np.float32)
         img0, img1 = frames[0], frames[2]
         if target == MIDDLE:
             tgt, t = frames[1], 0.5
@@ -99,15 +104,17 @@ class TripletDataset(Dataset):
                 flow_01, flow_10 = flow_10, flow_01
                 t = 1.0 - t
 
-        return {
+        sample = {
             "img0": _image(img0),
             "img1": _image(img1),
             "target": _image(tgt),
             "t": torch.tensor(t, dtype=torch.float32),
-            "flow_01": torch.from_numpy(np.ascontiguousarray(flow_01, dtype=np.float32)),
-            "flow_10": torch.from_numpy(np.ascontiguousarray(flow_10, dtype=np.float32)),
             "index": torch.tensor(row, dtype=torch.int64),
         }
+        if self.with_flows:
+            sample["flow_01"] = torch.from_numpy(np.ascontiguousarray(flow_01, dtype=np.float32))
+            sample["flow_10"] = torch.from_numpy(np.ascontiguousarray(flow_10, dtype=np.float32))
+        return sample
 
     def _window(self, height: int, width: int, rng: np.random.Generator | None) -> tuple[int, int]:
         h, w = self.crop
