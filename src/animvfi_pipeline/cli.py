@@ -1,0 +1,201 @@
+"""The ``animvfi`` console script: ``animvfi interpolate INPUT -o OUTPUT [options]``.
+
+User-facing messages go to stderr; a bad input, checkpoint or output location ends with one line
+naming the file and a non-zero exit code, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+from animvfi_pipeline.errors import CheckpointError, DataError
+
+DEFAULT_MODEL = Path("data") / "06_models" / "vfi.pt"
+CLASSICAL = "classical"
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+log = logging.getLogger("animvfi_pipeline")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from animvfi_pipeline import __version__
+    from animvfi_pipeline.inference.scenes import DEFAULT_DUP_THRESHOLD, DEFAULT_SCENE_THRESHOLD
+
+    parser = argparse.ArgumentParser(prog="animvfi", description="Animation video frame interpolation.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p = sub.add_parser(
+        "interpolate", help="make a clip smoother: insert in-between frames or retime to a frame rate",
+        description="Insert in-between frames into a video or a folder of frames. "
+                    "See docs/interpolate.md for examples.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("input", type=Path, help="video file (mp4, mkv, webm, gif, ...) or folder of PNG/JPG frames")
+    p.add_argument("-o", "--output", type=Path, required=True,
+                   help="output video (.mp4, .mkv, .mov, .webm, .gif) or folder for PNG frames (no suffix)")
+    timing = p.add_mutually_exclusive_group()
+    timing.add_argument("--factor", type=int, default=None,
+                        help="frames per input frame: 2 doubles the frame rate (default 2)")
+    timing.add_argument("--fps", type=str, default=None, help="target frame rate, e.g. 60, 59.94 or 60000/1001")
+    p.add_argument("--input-fps", type=str, default="24", help="frame rate of an input folder of frames")
+    p.add_argument("--model", type=str, default=None,
+                   help=f"trained vfi.pt (default: the project's {DEFAULT_MODEL}), "
+                        f"or '{CLASSICAL}' for the no-training DIS optical-flow baseline")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu, cuda, cuda:N")
+    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
+                   help="autocast precision on CUDA")
+    p.add_argument("--fp16", dest="precision", action="store_const", const="fp16", help="same as --precision fp16")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="in-between frames per forward pass (default 1 on CPU, 4 on CUDA)")
+    p.add_argument("--flow-scale", type=float, default=None,
+                   help="run the network at this scale (e.g. 0.5 for 4K) and warp at full size; "
+                        "default: chosen from --max-side")
+    p.add_argument("--max-side", type=int, default=2048,
+                   help="without --flow-scale, frames longer than this are processed at a reduced scale")
+    p.add_argument("--tile", type=int, default=0,
+                   help="process frames in overlapping tiles of this many pixels (0 = whole frames)")
+    p.add_argument("--scene-threshold", type=float, default=DEFAULT_SCENE_THRESHOLD,
+                   help="scene cut when the mean colour difference of two frames exceeds this (0..1; 1 = never)")
+    p.add_argument("--dedup", action="store_true",
+                   help="re-time held drawings (anime on twos/threes) so motion is even")
+    p.add_argument("--dup-threshold", type=float, default=DEFAULT_DUP_THRESHOLD,
+                   help="a frame repeats the previous drawing when at most this fraction of its pixels changed")
+    p.add_argument("--max-hold", type=int, default=3,
+                   help="with --dedup, drawings held longer than this many frames are pauses, kept still")
+    p.add_argument("--codec", default=None, help="video encoder (default: libx264 for mp4/mkv/mov, VP9 for webm)")
+    p.add_argument("--crf", type=int, default=18, help="x264/VP9 quality, lower is better")
+    p.add_argument("--preset", default="medium", help="x264 speed preset (ultrafast ... veryslow)")
+    p.add_argument("-y", "--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes, only errors")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command != "interpolate":
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    _setup_logging(args.quiet)
+    try:
+        return _interpolate(parser, args)
+    except (DataError, CheckpointError) as exc:
+        return _fail(exc)
+    except KeyboardInterrupt:
+        print(f"animvfi: interrupted; nothing was written to {args.output}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 -- the errors below are known and deserve one line
+        from animvfi_pipeline.inference.video_io import OutputError
+        import torch
+
+        if isinstance(exc, OutputError):
+            return _fail(exc)
+        if isinstance(exc, torch.cuda.OutOfMemoryError):
+            return _fail(f"out of GPU memory at {args.input}: try --flow-scale 0.5, --tile 512, "
+                         f"--batch-size 1 or --device cpu")
+        raise
+
+
+def _interpolate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from animvfi_pipeline.inference import interpolate as interp
+    from animvfi_pipeline.inference.schedule import parse_rate
+    from animvfi_pipeline.inference.video_io import VideoSettings, choose_video_codec
+
+    try:
+        fps = parse_rate(args.fps) if args.fps is not None else None
+        folder_fps = parse_rate(args.input_fps)
+    except ValueError as exc:
+        parser.error(str(exc))
+    factor = 2 if args.factor is None else args.factor
+    if factor < 1:
+        parser.error(f"--factor must be 1 or more, got {factor}")
+    if args.batch_size is not None and args.batch_size < 1:
+        parser.error(f"--batch-size must be 1 or more, got {args.batch_size}")
+    if args.max_hold < 1:
+        parser.error(f"--max-hold must be 1 or more, got {args.max_hold}")
+    if args.codec:
+        try:
+            choose_video_codec(args.output.suffix, None, args.codec)
+        except ValueError as exc:
+            parser.error(str(exc))
+    if not args.input.exists():
+        raise DataError(args.input, "does not exist")
+
+    interpolator = _make_interpolator(parser, args)
+    config = interp.InterpolateConfig(
+        factor=factor, fps=fps, scene_threshold=args.scene_threshold, dup_threshold=args.dup_threshold,
+        dedup=args.dedup, max_hold=args.max_hold, folder_fps=folder_fps,
+        video=VideoSettings(codec=args.codec, crf=args.crf, preset=args.preset),
+        overwrite=args.overwrite, progress=not args.quiet,
+    )
+    result = interp.interpolate_clip(args.input, args.output, interpolator, config)
+    if not args.quiet:
+        print(f"animvfi: wrote {result.output} ({result.n_source} -> {result.n_output} frames, "
+              f"{_rate(result.fps_in)} -> {_rate(result.fps_out)} fps, {result.seconds:.1f} s)", file=sys.stderr)
+    return 0
+
+
+def _make_interpolator(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    from animvfi_pipeline.inference import interpolate as interp
+
+    if args.model == CLASSICAL:
+        log.info("using the classical DIS optical-flow baseline (no trained model)")
+        return interp.classical_interpolator()
+    if args.model is not None:
+        model_path = Path(args.model)
+    else:
+        model_path = find_default_model()
+        if model_path is None:
+            raise CheckpointError(
+                DEFAULT_MODEL,
+                "no trained model here. Train one with `make run` (or `kedro run`) in the project folder, "
+                f"pass --model PATH to a vfi.pt, or use --model {CLASSICAL} for the no-training baseline",
+            )
+        log.info("using the project's model %s (pass --model to choose another)", model_path)
+    settings = interp.ModelSettings(device=args.device, precision=args.precision, batch_size=args.batch_size,
+                                    flow_scale=args.flow_scale, max_side=args.max_side, tile=args.tile)
+    try:
+        return interp.load_model_interpolator(model_path, settings)
+    except ValueError as exc:
+        parser.error(str(exc))
+
+
+def find_default_model(start: Path | None = None) -> Path | None:
+    """``data/06_models/vfi.pt`` under the current directory or the Kedro project that contains it."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / DEFAULT_MODEL
+        if candidate.is_file():
+            return candidate
+        if (folder / "pyproject.toml").is_file() and (folder / "conf").is_dir():
+            return None  # the project root: do not wander into unrelated folders above it
+    return None
+
+
+def _setup_logging(quiet: bool) -> None:
+    # Replace rather than keep our handler: sys.stderr may have changed since the last call.
+    for handler in [h for h in log.handlers if getattr(h, "animvfi_cli", False)]:
+        log.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("animvfi: %(message)s"))
+    handler.animvfi_cli = True
+    log.addHandler(handler)
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def _fail(exc: Exception | str) -> int:
+    print(f"animvfi: error: {exc}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _rate(rate: Fraction) -> str:
+    return str(rate.numerator) if rate.denominator == 1 else f"{float(rate):.3f}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
