@@ -145,7 +145,7 @@ def train(
     history: list[dict[str, Any]] = []
     last_path = ckpt_dir / LAST if ckpt_dir else None
     if cfg.resume and last_path is not None and last_path.exists():
-        state = _load(last_path, info["kind"])
+        state = _load(last_path, info["kind"], ("model", "optimizer", "epoch", "step", "best_metric", "rng"))
         _restore(last_path, state, model, optimizer, scaler)
         start_epoch, step, bad_total = state["epoch"], state["step"], state.get("bad_steps", 0)
         best_metric, best_epoch = state["best_metric"], state.get("best_epoch", 0)
@@ -214,7 +214,8 @@ def train(
                 loss_value = loss.item()
                 loss_sum, loss_count = loss_sum + loss_value, loss_count + 1
                 for k, v in parts.items():
-                    parts_sum[k] = parts_sum.get(k, 0.0) + float(v)
+                    if k != "total":  # the loss itself, already recorded
+                        parts_sum[k] = parts_sum.get(k, 0.0) + float(v)
             else:
                 bad_streak, bad_total = bad_streak + 1, bad_total + 1
                 log.warning("%s: non-finite loss or gradient at step %d, step skipped (%d in a row)",
@@ -238,7 +239,7 @@ def train(
             if step % cfg.log_every == 0 and ok:
                 metrics = {f"{stage}/train_loss": loss_value, f"{stage}/lr": lr,
                            f"{stage}/samples_per_s": window.rate, f"{stage}/data_wait_share": window.wait_share}
-                metrics.update({f"{stage}/train_{k}": float(v) for k, v in parts.items()})
+                metrics.update({f"{stage}/train_{k}": float(v) for k, v in parts.items() if k != "total"})
                 logger.log_metrics(metrics, step)
                 window = _Window()
         bar.close()
@@ -285,12 +286,12 @@ def train(
             # A copy: state_dict() tensors share storage with the weights training keeps changing.
             # The model file does not need Adam's moments either.
             weights = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state["model"].items()}
-            best_ckpt = {**state, "model": weights, "optimizer": None}
+            best_ckpt = {**state, "model": weights, "optimizer": None, "scaler": None, "rng": None}
         if ctx.is_main and ckpt_dir is not None:
             if improved:
                 _save(best_ckpt, ckpt_dir / BEST)
             _save(state, ckpt_dir / LAST)
-        if ctx.is_main and hasattr(task, "figure"):
+        if ctx.is_main and hasattr(task, "figure") and getattr(logger, "active", True):
             figure_batch = figure_batch if figure_batch is not None else _first_batch(val_loader)
             if figure_batch is not None:
                 _log_figure(task, model, figure_batch, device, channels_last, logger,
@@ -301,7 +302,8 @@ def train(
 
     if best_ckpt is None:  # resumed a run that had already finished without a best.pt
         best_ckpt = _training_state(task, model, optimizer, scaler, cfg, start_epoch, step, total_steps,
-                                    best_metric, best_epoch, bad_total, history) | {"optimizer": None}
+                                    best_metric, best_epoch, bad_total, history)
+        best_ckpt |= {"optimizer": None, "scaler": None, "rng": None}
     if owns_group:
         distributed.teardown()
     if not ctx.is_main:
@@ -359,7 +361,7 @@ def _save(state: dict[str, Any], path: Path) -> None:
         torch.save(state, tmp)
 
 
-def _load(path: Path, kind: str) -> dict[str, Any]:
+def _load(path: Path, kind: str, required: tuple[str, ...] = ("model", "epoch", "best_metric")) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated or foreign files
@@ -368,7 +370,7 @@ def _load(path: Path, kind: str) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("kind") != kind:
         found = state.get("kind") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(path, f"is not a {kind} training checkpoint (found {found!r})")
-    missing = [k for k in ("model", "optimizer", "epoch", "step", "best_metric", "rng") if k not in state]
+    missing = [k for k in required if state.get(k) is None]
     if missing:
         raise CheckpointError(path, f"training checkpoint lacks {missing}")
     return state

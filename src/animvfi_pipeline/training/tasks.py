@@ -1,9 +1,29 @@
-"""What differs between the two training stages, bundled as a Task for the one loop."""
+"""What differs between the two training stages, bundled as a Task for the one loop.
+
+``FlowTask``: FlowNet against the store's flow (exact for synthetic data, pseudo-flow for real
+data) plus a photometric term; picks the epoch with the lowest validation EPE.
+``VFITask``: VFIModel around the pretrained FlowNet (frozen or fine-tuned, per ``freeze_flow``);
+picks the epoch with the highest validation PSNR.
+
+``fit_flow`` / ``fit_vfi`` are what every training process runs (inline, under ``launch``, or
+under torchrun): build the datasets and the task from plain parameter dicts, then ``train``.
+"""
 from __future__ import annotations
 
+import logging
 from typing import Any, Protocol
 
 import torch
+
+from animvfi_pipeline.data.torch_dataset import TripletDataset
+from animvfi_pipeline.models.checkpoint import build_flownet, make_checkpoint
+from animvfi_pipeline.models.flownet import FlowNet, FlowNetConfig
+from animvfi_pipeline.models.vfi import VFIConfig, VFIModel
+from animvfi_pipeline.training.losses import flow_loss, make_perceptual_loss, ssim_loss, vfi_loss
+from animvfi_pipeline.training.loop import TrainConfig, TrainResult, train
+from animvfi_pipeline.training.tracking import get_logger
+
+log = logging.getLogger(__name__)
 
 
 class Task(Protocol):
@@ -22,3 +42,171 @@ class Task(Protocol):
         ...
 
     def make_checkpoint(self, model: torch.nn.Module) -> dict[str, Any]: ...
+
+
+class FlowTask:
+    name = "flow"
+    mode = "min"
+
+    def __init__(self, model_config: dict[str, Any], loss: dict[str, Any] | None = None, with_gt: bool = True):
+        self.config = FlowNetConfig.from_dict(dict(model_config))
+        self.loss_options = dict(loss or {})
+        self.with_gt = with_gt
+        # Without stored flow there is nothing to measure EPE against; the photometric error
+        # (what the network is then trained on) picks the best epoch instead.
+        self.metric = "epe" if with_gt else "photo"
+        self.val_metrics = (self.metric,)
+
+    def build_model(self) -> FlowNet:
+        return FlowNet(self.config)
+
+    def loss(self, model, batch):
+        *_, pyramid = model(batch["img0"], batch["img1"], return_pyramid=True)
+        pyramid = [(f01.float(), f10.float()) for f01, f10 in pyramid]  # losses in float32 under AMP
+        return flow_loss(pyramid, _gt_flows(batch), batch["img0"].float(), batch["img1"].float(), **self.loss_options)
+
+    def evaluate(self, model, batch):
+        f01, f10 = (f.float() for f in model(batch["img0"], batch["img1"]))
+        n = torch.tensor(len(f01))
+        if self.with_gt:
+            per_sample = 0.5 * (_epe_per_sample(f01, batch["flow_01"]) + _epe_per_sample(f10, batch["flow_10"]))
+            return {"epe": per_sample.sum(), "count": n}
+        photo = [flow_loss([(f01[i : i + 1], f10[i : i + 1])], None, batch["img0"][i : i + 1].float(),
+                           batch["img1"][i : i + 1].float(), smooth_weight=0.0)[1]["photo"] for i in range(len(f01))]
+        return {"photo": torch.tensor(sum(photo), dtype=torch.float64), "count": n}
+
+    def make_checkpoint(self, model) -> dict[str, Any]:
+        return make_checkpoint("animvfi.flownet", model, self.config.to_dict())
+
+    def figure(self, model, batch):
+        from animvfi_pipeline.data.flow import flow_to_color
+
+        f01, _ = model(batch["img0"][:1], batch["img1"][:1])
+        panels = {"frame 1": _rgb(batch["img0"][0]), "predicted flow 1->3": flow_to_color(_np(f01[0]))}
+        if "flow_01" in batch:
+            panels["stored flow 1->3"] = flow_to_color(_np(batch["flow_01"][0]))
+        return _panels(panels)
+
+
+class VFITask:
+    name = "vfi"
+    metric = "psnr"
+    mode = "max"
+    val_metrics = ("psnr", "ssim")
+
+    def __init__(self, model_config: dict[str, Any], flow_checkpoint: dict[str, Any],
+                 loss_weights: dict[str, float] | None = None, perceptual_weights: str | None = None):
+        if "flow" in model_config:
+            raise ValueError("vfi model parameters must not set 'flow': the flow network comes from "
+                             "the pretrained flownet checkpoint")
+        self.config = VFIConfig.from_dict({**model_config, "flow": flow_checkpoint["model_config"]})
+        self.flow_checkpoint = flow_checkpoint
+        self.loss_weights = dict(loss_weights or {"charbonnier": 1.0})
+        self.perceptual_weights = perceptual_weights
+        self._perceptual: torch.nn.Module | None = None
+        self._perceptual_ready = False
+
+    def build_model(self) -> VFIModel:
+        flownet = build_flownet(self.flow_checkpoint, source="flownet_model")
+        return VFIModel(self.config, flownet)
+
+    def loss(self, model, batch):
+        out = model(batch["img0"], batch["img1"], batch["t"])
+        out = {"pred": out["pred"].float()}
+        return vfi_loss(out, batch["target"].float(), self.loss_weights, self._perceptual_loss(batch["target"]))
+
+    def evaluate(self, model, batch):
+        pred = model(batch["img0"], batch["img1"], batch["t"])["pred"].float().clamp(0, 1)
+        target = batch["target"].float()
+        mse = ((pred - target) ** 2).mean(dim=(1, 2, 3)).clamp_min(1e-10)
+        psnr = 10.0 * torch.log10(1.0 / mse)
+        ssim = torch.stack([1.0 - ssim_loss(pred[i : i + 1], target[i : i + 1]) for i in range(len(pred))])
+        return {"psnr": psnr.sum(), "ssim": ssim.sum(), "count": torch.tensor(len(pred))}
+
+    def make_checkpoint(self, model) -> dict[str, Any]:
+        return make_checkpoint("animvfi.vfi", model, self.config.to_dict())
+
+    def figure(self, model, batch):
+        out = model(batch["img0"][:1], batch["img1"][:1], batch["t"][:1])
+        pred = out["pred"][0].float().clamp(0, 1)
+        error = (pred - batch["target"][0].float()).abs().mean(0, keepdim=True).expand(3, -1, -1)
+        return _panels({"frame 1": _rgb(batch["img0"][0]), "predicted": _rgb(pred),
+                        "ground truth": _rgb(batch["target"][0]), "|error| x4": _rgb((4 * error).clamp(0, 1))})
+
+    def _perceptual_loss(self, like: torch.Tensor) -> torch.nn.Module | None:
+        # Built lazily in the training process, on its device: VGG weights never travel to workers.
+        if not self._perceptual_ready:
+            self._perceptual_ready = True
+            if self.loss_weights.get("perceptual"):
+                self._perceptual = make_perceptual_loss(self.perceptual_weights)
+                if self._perceptual is not None:
+                    self._perceptual = self._perceptual.to(like.device)
+        return self._perceptual
+
+
+# -- what each training process runs ----------------------------------------------------------
+
+
+def make_datasets(store: Any, data: dict[str, Any], seed: int) -> tuple[TripletDataset, TripletDataset]:
+    """Training split (augmented crops) and validation split (fixed, t = 0.5). Never the test split."""
+    train_set = TripletDataset(store, "train", crop=data.get("crop"), augment=data.get("augment", True),
+                               times=data.get("times", "middle"), seed=seed)
+    val_set = TripletDataset(store, "val", crop=data.get("val_crop"), augment=False, times="middle", seed=seed)
+    log.info("training on %d samples, validating on %d", len(train_set), len(val_set))
+    return train_set, val_set
+
+
+def fit_flow(store: Any, model_params: dict[str, Any], training_params: dict[str, Any]) -> TrainResult | None:
+    """Pretrain the flow network. Result on rank 0, None on other ranks."""
+    cfg = TrainConfig.from_dict(dict(training_params.get("loop", {})))
+    task = FlowTask(model_params, training_params.get("loss"), with_gt=getattr(store, "has_flows", True))
+    train_set, val_set = make_datasets(store, training_params.get("data", {}), cfg.seed)
+    return train(task, train_set, val_set, cfg, _logger(training_params))
+
+
+def fit_vfi(store: Any, flow_checkpoint: dict[str, Any], model_params: dict[str, Any],
+            training_params: dict[str, Any]) -> TrainResult | None:
+    """Train the interpolator around the pretrained flow network. Result on rank 0, None elsewhere."""
+    cfg = TrainConfig.from_dict(dict(training_params.get("loop", {})))
+    task = VFITask(model_params, flow_checkpoint, training_params.get("loss"),
+                   training_params.get("perceptual_weights"))
+    train_set, val_set = make_datasets(store, training_params.get("data", {}), cfg.seed)
+    return train(task, train_set, val_set, cfg, _logger(training_params))
+
+
+def _logger(training_params: dict[str, Any]):
+    return get_logger(training_params.get("tracking", "auto"))
+
+
+# -- small helpers -------------------------------------------------------------------------------
+
+
+def _gt_flows(batch: dict[str, Any]) -> torch.Tensor | None:
+    if "flow_01" not in batch:
+        return None
+    return torch.stack((batch["flow_01"], batch["flow_10"]), dim=1).float()
+
+
+def _epe_per_sample(flow: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    return torch.sqrt(((flow - gt) ** 2).sum(dim=1)).mean(dim=(1, 2))
+
+
+def _np(x: torch.Tensor):
+    return x.detach().float().cpu().numpy()
+
+
+def _rgb(img: torch.Tensor):
+    """(3, H, W) in [0, 1] -> (H, W, 3) uint8."""
+    return (_np(img).clip(0, 1).transpose(1, 2, 0) * 255 + 0.5).astype("uint8")
+
+
+def _panels(images: dict[str, Any]):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3.2 * len(images), 2.4), layout="constrained")
+    for ax, (title, img) in zip(fig.subplots(1, len(images)), images.items()):
+        ax.imshow(img)
+        ax.set_title(title, fontsize=9)
+        ax.set_axis_off()
+    return fig
+

@@ -27,6 +27,8 @@ class MetricLogger(Protocol):
 class NullLogger:
     """Accepts everything, records nothing (tests, non-zero DDP ranks, no MLflow run)."""
 
+    active = False  # callers may skip work (figures) whose only use is to be logged
+
     def log_params(self, params: dict[str, Any]) -> None:
         pass
 
@@ -65,6 +67,10 @@ class MlflowLogger:
         if self.run_id is None:
             log.info("No active MLflow run and no MLFLOW_RUN_ID: training metrics are not tracked")
 
+    @property
+    def active(self) -> bool:
+        return self._client is not None
+
     def log_params(self, params: dict[str, Any]) -> None:
         if self._client is None:
             return
@@ -72,8 +78,11 @@ class MlflowLogger:
 
         # MLflow caps parameter values at a few thousand characters; flat and short is readable anyway.
         items = [Param(k, str(v)[:500]) for k, v in _flatten(params).items()]
-        for i in range(0, len(items), 100):  # log_batch takes at most 100 params per call
-            self._client.log_batch(self.run_id, params=items[i : i + 100])
+        try:
+            for i in range(0, len(items), 100):  # log_batch takes at most 100 params per call
+                self._client.log_batch(self.run_id, params=items[i : i + 100])
+        except Exception as exc:  # MLflow refuses to change a logged param (e.g. a rerun in one run)
+            log.warning("could not log training params to MLflow run %s: %s", self.run_id, exc)
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         if self._client is None or not metrics:
