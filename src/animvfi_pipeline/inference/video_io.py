@@ -19,6 +19,7 @@ from typing import Iterator
 import av
 import cv2
 import numpy as np
+from av.video.reformatter import ColorRange, Colorspace, Interpolation
 
 from animvfi_pipeline.errors import DataError
 
@@ -45,6 +46,8 @@ AUDIO_COPY_OK = {
     ".webm": {"opus", "vorbis"},
 }
 AUDIO_FALLBACK = {".webm": "libopus"}  # everything else: "aac"
+# swscale's default RGB<->YUV path truncates, shifting flat colours by ~2/255 per round trip.
+ACCURATE = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
 
 
 class OutputError(Exception):
@@ -141,23 +144,39 @@ def _read_image(file: Path) -> np.ndarray:
 
 
 def _read_video(info: ClipInfo) -> Iterator[np.ndarray]:
-    n = 0
+    n, end = 0, 0.0
     try:
         with av.open(str(info.path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            announced = _announced_duration(container, stream, info)
             for frame in container.decode(stream):
-                img = frame.to_ndarray(format="rgb24")
+                img = frame.reformat(format="rgb24", interpolation=ACCURATE).to_ndarray()
                 if img.shape[:2] != (info.height, info.width):
                     raise DataError(info.path, f"frame {n} is {img.shape[1]}x{img.shape[0]}, not "
                                                f"{info.width}x{info.height}; size changes mid-clip are not supported")
                 n += 1
+                if frame.pts is not None:
+                    end = max(end, float(frame.pts * frame.time_base) - info.start_time + 1 / float(info.fps))
                 yield img
     except av.FFmpegError as exc:
         raise DataError(info.path, f"is truncated or corrupt: decoding failed after {n} frames "
                                    f"({_reason(exc)})") from None
     if info.frame_count and n < info.frame_count:
         raise DataError(info.path, f"is truncated or corrupt: decoded {n} of {info.frame_count} frames")
+    # Matroska/WebM cut short decode without complaint; their header still knows the length.
+    # The margin is generous because an audio track may legitimately outlast the pictures.
+    if announced and end < announced - max(0.5, 0.1 * announced):
+        raise DataError(info.path, f"is truncated: its header says {announced:.2f} s but the pictures "
+                                   f"stop at {end:.2f} s ({n} frames)")
+
+
+def _announced_duration(container, stream, info: ClipInfo) -> float | None:
+    if stream.duration:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / 1_000_000 - info.start_time
+    return None
 
 
 def _reason(exc: BaseException) -> str:
@@ -314,6 +333,11 @@ class VideoWriter:
             if any(self._pad):
                 log.warning("%dx%d is odd; padding one edge row/column for the yuv420p encoder", width, height)
         stream.width, stream.height = width + self._pad[1], height + self._pad[0]
+        if stream.pix_fmt == "yuv420p":
+            # Convert (in write) and tag as BT.709 limited range, so players decode what we encoded.
+            cc = stream.codec_context
+            cc.colorspace = cc.color_primaries = cc.color_trc = 1  # BT.709
+            cc.color_range = ColorRange.MPEG
         stream.time_base = Fraction(1) / self.fps
         options = {}
         if codec in ("libx264", "libx265"):
@@ -331,6 +355,9 @@ class VideoWriter:
         if any(self._pad):
             frame = np.pad(frame, ((0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        if self.stream.pix_fmt == "yuv420p":
+            vf = vf.reformat(format="yuv420p", dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG,
+                             interpolation=ACCURATE)
         vf.pts = self.count
         self.count += 1
         for packet in self.stream.encode(vf):
