@@ -104,3 +104,13 @@ def test_method_table_has_one_row_per_method():
     assert list(table["method"]) == ["model", "blend"]
     assert "lpips" not in table  # never computed
     assert table.set_index("method").loc["blend", "ie"] == pytest.approx(20 / 3)
+
+
+def test_lpips_is_summarised_and_broken_down_when_present():
+    table = _table()
+    table["lpips"] = [0.1, 0.3, 0.0, 0.2, 0.4, 0.0]
+    model = report.summarize(table)["model"]
+    assert model["lpips"] == pytest.approx(0.4 / 3)
+    assert model["lpips_west"] == pytest.approx(0.3)
+    assert model["lpips_east"] == pytest.approx(0.05)
+    assert "LPIPS" in report.markdown_summary(report.summarize(table))

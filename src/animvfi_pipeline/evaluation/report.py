@@ -28,7 +28,7 @@ MIDDLE_T = 0.5
 PSNR_CAP_DB = 100.0
 LEVEL_NAMES = {0: "easy", 1: "medium", 2: "hard"}
 METRICS = ("psnr", "ssim", "ssim_animeinterp", "roi_psnr", "roi_ssim", "roi_ssim_animeinterp", "ie", "lpips")
-BREAKDOWN_METRICS = ("psnr", "ssim", "ssim_animeinterp")
+BREAKDOWN_METRICS = ("psnr", "ssim", "ssim_animeinterp", "lpips")
 # Published whole-image results on the real ATD-12K test split (SSIM as ssim_animeinterp).
 PUBLISHED = {
     "AnimeInterp (Li et al. 2021)": {"psnr": 29.68, "ssim_animeinterp": 0.958},
@@ -112,8 +112,8 @@ def summarize(per_triplet: pd.DataFrame) -> dict[str, dict[str, float]]:
     """``{method: {metric: mean}}`` in the order methods first appear.
 
     Keys: ``n_triplets``; the mean of every metric column (PSNR capped at ``PSNR_CAP_DB``,
-    RoI metrics over triplets whose RoI is known); and for ``psnr``, ``ssim`` and
-    ``ssim_animeinterp`` the breakdowns ``<metric>_level_<easy|medium|hard>``,
+    RoI metrics over triplets whose RoI is known); and for ``psnr``, ``ssim``,
+    ``ssim_animeinterp`` and ``lpips`` (when present) the breakdowns ``<metric>_level_<easy|medium|hard>``,
     ``<metric>_motion_<type>`` and ``<metric>_<east|west|other>``, for the groups present.
     Means that cannot be computed (no known RoI, say) are left out rather than written as NaN,
     which strict JSON readers reject.
@@ -133,7 +133,8 @@ def summarize(per_triplet: pd.DataFrame) -> dict[str, dict[str, float]]:
             for value in values:
                 part = rows[rows[column] == value]
                 for metric in BREAKDOWN_METRICS:
-                    out[f"{metric}_{prefix}{value}"] = _mean(part[metric], metric)
+                    if metric in part:
+                        out[f"{metric}_{prefix}{value}"] = _mean(part[metric], metric)
         summary[str(method)] = {k: v for k, v in out.items() if not (isinstance(v, float) and math.isnan(v))}
     return summary
 
