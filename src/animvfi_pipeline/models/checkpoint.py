@@ -1,0 +1,133 @@
+"""Checkpoints as plain dicts (nanoGPT style), written atomically, read with weights_only=True.
+
+Layout (docs/architecture.md): ``{"kind", "format_version", "model_config", "model",
+"optimizer", "scheduler", "epoch", "step", "best_metric", "run_config"}``. Every problem a user
+can hit -- missing file, truncated download, somebody else's checkpoint, weights that do not fit
+the config -- is a CheckpointError naming the file.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from animvfi_pipeline.errors import CheckpointError
+from animvfi_pipeline.models.flownet import FlowNet, FlowNetConfig
+from animvfi_pipeline.models.vfi import VFIConfig, VFIModel
+from animvfi_pipeline.utils_io import atomic_path
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+KINDS = {"animvfi.flownet": "flow network", "animvfi.vfi": "VFI"}
+
+
+def make_checkpoint(kind: str, model: nn.Module, model_config: dict, **extra) -> dict:
+    """A checkpoint dict for ``model``; ``extra`` sets optimizer, scheduler, epoch, step,
+    best_metric, run_config (state dicts and JSON-like values only)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown checkpoint kind {kind!r}; valid kinds: {', '.join(KINDS)}")
+    # Unwrap DDP (.module) and torch.compile (._orig_mod) so keys match a bare model.
+    model = getattr(model, "module", model)
+    model = getattr(model, "_orig_mod", model)
+    ckpt = {
+        "kind": kind,
+        "format_version": FORMAT_VERSION,
+        "model_config": model_config,
+        "model": model.state_dict(),
+        "optimizer": None,
+        "scheduler": None,
+        "epoch": 0,
+        "step": 0,
+        "best_metric": None,
+        "run_config": {},
+    }
+    ckpt.update(extra)
+    return ckpt
+
+
+def save_checkpoint(path: str | Path, ckpt: dict) -> None:
+    """Write ``ckpt`` to ``path``; readers never see a half-written file."""
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
+    logger.info("saved %s checkpoint to %s", ckpt.get("kind"), path)
+
+
+def load_checkpoint(path: str | Path, expected_kind: str, map_location="cpu") -> dict:
+    """Read and validate a checkpoint of ``expected_kind`` ("animvfi.flownet" | "animvfi.vfi")."""
+    path = Path(path)
+    label = KINDS.get(expected_kind, expected_kind)
+    if not path.is_file():
+        raise CheckpointError(path, "checkpoint file not found")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # zip, pickle, EOF and "unsupported global" errors alike
+        raise CheckpointError(
+            path, f"cannot be read as a checkpoint (corrupt, truncated or not a torch file): {e}"
+        ) from e
+    if not isinstance(ckpt, dict) or "kind" not in ckpt:
+        raise CheckpointError(path, f"not an animvfi {label} checkpoint (no 'kind' field)")
+    if ckpt["kind"] != expected_kind:
+        raise CheckpointError(
+            path, f"not an animvfi {label} checkpoint: kind is {ckpt['kind']!r}, expected {expected_kind!r}"
+        )
+    if ckpt.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            path, f"unsupported format_version {ckpt.get('format_version')!r} (this code reads {FORMAT_VERSION})"
+        )
+    for key in ("model", "model_config"):
+        if not isinstance(ckpt.get(key), dict):
+            raise CheckpointError(path, f"checkpoint has no usable {key!r} entry")
+    return ckpt
+
+
+def _load_weights(model: nn.Module, state: dict, source: str | Path) -> None:
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong_shape = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items() if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or wrong_shape:
+        def few(items):
+            return ", ".join(items[:5]) + (f" (+{len(items) - 5} more)" if len(items) > 5 else "") or "none"
+        raise CheckpointError(
+            source, f"weights do not match model config: missing {few(missing)}; "
+                    f"unexpected {few(unexpected)}; wrong shape {few(wrong_shape)}"
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def build_flownet(ckpt: dict, source: str | Path = "<checkpoint>") -> FlowNet:
+    """A FlowNet with the checkpoint's config and weights (``source`` names it in errors)."""
+    try:
+        model = FlowNet(FlowNetConfig.from_dict(ckpt["model_config"]))
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(source, f"invalid flow network config: {e}") from e
+    _load_weights(model, ckpt["model"], source)
+    return model
+
+
+def build_vfi_model(ckpt: dict, source: str | Path = "<checkpoint>") -> VFIModel:
+    """A VFIModel with the checkpoint's config and weights (``source`` names it in errors)."""
+    try:
+        model = VFIModel(VFIConfig.from_dict(ckpt["model_config"]))
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(source, f"invalid VFI model config: {e}") from e
+    _load_weights(model, ckpt["model"], source)
+    return model
+
+
+def load_flownet(path: str | Path, device: str | torch.device = "cpu") -> FlowNet:
+    """The flow network saved at ``path``, on ``device``, in eval mode."""
+    ckpt = load_checkpoint(path, "animvfi.flownet", map_location=device)
+    return build_flownet(ckpt, source=path).to(device).eval()
+
+
+def load_vfi_model(path: str | Path, device: str | torch.device = "cpu") -> VFIModel:
+    """The VFI model saved at ``path``, on ``device``, in eval mode, ready for ``inference``."""
+    ckpt = load_checkpoint(path, "animvfi.vfi", map_location=device)
+    return build_vfi_model(ckpt, source=path).to(device).eval()

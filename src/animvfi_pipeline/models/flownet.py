@@ -1,0 +1,136 @@
+"""FlowNet: a compact coarse-to-fine network for bidirectional optical flow.
+
+One block per pyramid level (1/16, 1/8, 1/4 of the input by default). Each block sees both
+images at its level, each image backward-warped towards the other by the current flows, and the
+flows themselves, and predicts a residual for both flows. The finest flow is upsampled to the
+input size. Flow convention (docs/architecture.md): ``warp(img1, flow_01) ~= img0``.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from animvfi_pipeline.models.warp import warp
+
+
+@dataclass
+class FlowNetConfig:
+    scales: tuple[int, ...] = (16, 8, 4)  # downsampling factor of each level, coarse to fine
+    channels: tuple[int, ...] = (128, 96, 64)  # width of each level's block
+    depth: int = 4  # 3x3 convs in the residual trunk of each block
+
+    def __post_init__(self) -> None:
+        self.scales = tuple(int(s) for s in self.scales)
+        self.channels = tuple(int(c) for c in self.channels)
+        if len(self.scales) != len(self.channels) or not self.scales:
+            raise ValueError("FlowNetConfig: scales and channels need the same, non-zero length")
+        if list(self.scales) != sorted(self.scales, reverse=True) or any(
+            s & (s - 1) for s in self.scales
+        ):
+            raise ValueError(f"FlowNetConfig: scales must be decreasing powers of two, got {self.scales}")
+
+    def to_dict(self) -> dict:
+        """JSON-like (lists, not tuples), for checkpoints and MLflow params."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FlowNetConfig:
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown FlowNetConfig fields: {', '.join(unknown)}")
+        return cls(**d)
+
+
+def conv(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2), nn.PReLU(cout))
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Replicate-pad the bottom/right so H and W are multiples; return the original (H, W)."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    return x, (h, w)
+
+
+def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinearly resize a flow field and rescale its vectors to the new pixel units."""
+    h, w = flow.shape[-2:]
+    if (h, w) == tuple(size):
+        return flow
+    out = F.interpolate(flow, size=size, mode="bilinear", align_corners=False)
+    scale = torch.tensor([size[1] / w, size[0] / h], device=flow.device, dtype=flow.dtype)
+    return out * scale.repeat(flow.shape[1] // 2).view(1, -1, 1, 1)
+
+
+class FlowBlock(nn.Module):
+    """One pyramid level: works at half the level's resolution, returns residual flows at it."""
+
+    def __init__(self, cin: int, c: int, depth: int):
+        super().__init__()
+        self.down = conv(cin, c, 3, stride=2)
+        self.trunk = nn.Sequential(*[conv(c, c) for _ in range(depth)])
+        self.up = nn.ConvTranspose2d(c, 4, 4, stride=2, padding=1)
+        # Start from "no correction" so an untrained level passes the coarser flow through.
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feat = self.down(x)
+        return self.up(feat + self.trunk(feat))
+
+
+class FlowNet(nn.Module):
+    # img0, img1, warp(img1, flow_01), warp(img0, flow_10), flow_01, flow_10
+    IN_CHANNELS = 3 + 3 + 3 + 3 + 2 + 2
+
+    def __init__(self, cfg: FlowNetConfig | None = None):
+        super().__init__()
+        self.cfg = cfg or FlowNetConfig()
+        self.blocks = nn.ModuleList(
+            FlowBlock(self.IN_CHANNELS, c, self.cfg.depth) for c in self.cfg.channels
+        )
+        # The coarsest block halves its level once more.
+        self.multiple = 2 * self.cfg.scales[0]
+
+    def forward(
+        self, img0: torch.Tensor, img1: torch.Tensor, return_pyramid: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, list]:
+        """Bidirectional flow at input resolution, in input pixels.
+
+        Returns ``(flow_01, flow_10)``, or with ``return_pyramid=True``
+        ``(flow_01, flow_10, [(flow_01, flow_10) per level, coarse to fine])`` where every level's
+        flow is resized to the input resolution (for a multi-scale loss against full-size targets).
+        """
+        img0, (h, w) = pad_to_multiple(img0, self.multiple)
+        img1, _ = pad_to_multiple(img1, self.multiple)
+        both = torch.cat((img0, img1), dim=1)
+        flow = None
+        levels = []
+        for scale, block in zip(self.cfg.scales, self.blocks):
+            # avg-pooling is the anti-aliased downsampling for integer factors.
+            ims = F.avg_pool2d(both, scale) if scale > 1 else both
+            i0, i1 = ims[:, :3], ims[:, 3:]
+            size = ims.shape[-2:]
+            if flow is None:
+                flow = ims.new_zeros(ims.shape[0], 4, *size)
+            else:
+                flow = resize_flow(flow, size)
+            x = torch.cat((i0, i1, warp(i1, flow[:, :2]), warp(i0, flow[:, 2:]), flow), dim=1)
+            flow = flow + block(x)
+            levels.append(flow)
+
+        full = img0.shape[-2:]
+        out = resize_flow(flow, full)[..., :h, :w]
+        if not return_pyramid:
+            return out[:, :2], out[:, 2:]
+        pyramid = []
+        for f in levels[:-1]:
+            f = resize_flow(f, full)[..., :h, :w]
+            pyramid.append((f[:, :2], f[:, 2:]))
+        pyramid.append((out[:, :2], out[:, 2:]))
+        return out[:, :2], out[:, 2:], pyramid

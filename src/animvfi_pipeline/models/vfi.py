@@ -1,0 +1,128 @@
+"""VFIModel: bidirectional flow -> intermediate flows at t -> backward warps -> fusion.
+
+    img0, img1 --FlowNet--> flow_01, flow_10
+        --linear motion at t--> flow_t0, flow_t1
+        --warp--> warped0, warped1 --SynthesisNet--> mask, residual, flow_delta
+        --re-warp with refined flows, t-weighted fusion + residual--> pred
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+import torch.nn as nn
+
+from animvfi_pipeline.models.flownet import FlowNet, FlowNetConfig, pad_to_multiple
+from animvfi_pipeline.models.synthesis import build_backbone
+from animvfi_pipeline.models.warp import warp
+
+
+@dataclass
+class VFIConfig:
+    backbone: str = "unet"  # unet | resunet | transunet
+    flow: FlowNetConfig = field(default_factory=FlowNetConfig)
+    freeze_flow: bool = True  # keep the pretrained flow fixed while the synthesis net learns
+    widths: tuple[int, ...] = (32, 64, 96, 128)  # synthesis widths at 1/2, 1/4, 1/8, 1/16
+    head_channels: int = 16
+    refine_flow: bool = True  # apply the synthesis net's residual flow before warping
+    transformer_dim: int = 128
+    transformer_layers: int = 2
+    transformer_heads: int = 4
+    patch_size: int = 2
+
+    def __post_init__(self) -> None:
+        if isinstance(self.flow, dict):
+            self.flow = FlowNetConfig(**self.flow)
+        self.widths = tuple(int(c) for c in self.widths)
+
+    def to_dict(self) -> dict:
+        """JSON-like (lists, not tuples) so checkpoints load with ``weights_only=True``."""
+        def plain(v):
+            if isinstance(v, (tuple, list)):
+                return [plain(x) for x in v]
+            if isinstance(v, dict):
+                return {k: plain(x) for k, x in v.items()}
+            return v
+        return plain(asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> VFIConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown VFIConfig fields: {', '.join(unknown)}")
+        flow = d.get("flow", {})
+        if isinstance(flow, dict):
+            flow = FlowNetConfig.from_dict(flow)
+        return cls(**{**d, "flow": flow})
+
+
+def intermediate_flows(flow_01: torch.Tensor, flow_10: torch.Tensor, t: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flows from time t to frames 0 and 1 under linear motion (Super SloMo's approximation).
+
+    ``warp(img0, flow_t0) ~= frame_t`` and ``warp(img1, flow_t1) ~= frame_t``. t is (B,).
+    """
+    t = t.view(-1, 1, 1, 1)
+    flow_t0 = -(1 - t) * t * flow_01 + t * t * flow_10
+    flow_t1 = (1 - t) * (1 - t) * flow_01 - t * (1 - t) * flow_10
+    return flow_t0, flow_t1
+
+
+def as_time_tensor(t: float | torch.Tensor, batch: int, like: torch.Tensor) -> torch.Tensor:
+    """t as a (B,) tensor on ``like``'s device; accepts a float, a 0-d or a (B,) tensor."""
+    t = torch.as_tensor(t, dtype=like.dtype, device=like.device)
+    if t.dim() == 0:
+        t = t.expand(batch)
+    t = t.reshape(-1)
+    if t.numel() != batch:
+        raise ValueError(f"t has {t.numel()} values for a batch of {batch}")
+    if bool(((t <= 0) | (t >= 1)).any()):
+        raise ValueError(f"t must lie in (0, 1), got {t.tolist()}")
+    return t
+
+
+class VFIModel(nn.Module):
+    def __init__(self, cfg: VFIConfig | None = None, flownet: FlowNet | None = None):
+        super().__init__()
+        self.cfg = cfg or VFIConfig()
+        self.flownet = flownet if flownet is not None else FlowNet(self.cfg.flow)
+        self.synthesis = build_backbone(
+            self.cfg.backbone, widths=self.cfg.widths, head_channels=self.cfg.head_channels,
+            transformer_dim=self.cfg.transformer_dim, transformer_layers=self.cfg.transformer_layers,
+            transformer_heads=self.cfg.transformer_heads, patch_size=self.cfg.patch_size,
+        )
+        if self.cfg.freeze_flow:
+            self.flownet.requires_grad_(False)
+        self.multiple = max(self.flownet.multiple, self.synthesis.multiple)
+
+    def forward(self, img0: torch.Tensor, img1: torch.Tensor, t: float | torch.Tensor = 0.5
+                ) -> dict[str, torch.Tensor]:
+        """Training entry: every intermediate result, cropped to the input size."""
+        b = img0.shape[0]
+        t = as_time_tensor(t, b, img0)
+        img0, (h, w) = pad_to_multiple(img0, self.multiple)
+        img1, _ = pad_to_multiple(img1, self.multiple)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.cfg.freeze_flow):
+            flow_01, flow_10 = self.flownet(img0, img1)
+        flow_t0, flow_t1 = intermediate_flows(flow_01, flow_10, t)
+        warped0, warped1 = warp(img0, flow_t0), warp(img1, flow_t1)
+        syn = self.synthesis(img0, img1, warped0, warped1, flow_t0, flow_t1, t)
+        if self.cfg.refine_flow:
+            flow_t0 = flow_t0 + syn["flow_delta"][:, :2]
+            flow_t1 = flow_t1 + syn["flow_delta"][:, 2:]
+            warped0, warped1 = warp(img0, flow_t0), warp(img1, flow_t1)
+        m, tt = syn["mask"], t.view(-1, 1, 1, 1)
+        w0, w1 = m * (1 - tt), (1 - m) * tt
+        pred = (w0 * warped0 + w1 * warped1) / (w0 + w1) + syn["residual"]
+        out = dict(pred=pred, flow_01=flow_01, flow_10=flow_10, flow_t0=flow_t0, flow_t1=flow_t1,
+                   mask=m, warped0=warped0, warped1=warped1)
+        out = {k: v[..., :h, :w] for k, v in out.items()}
+        out["gates"] = syn["gates"]  # at padded resolution; for inspection only
+        return out
+
+    @torch.no_grad()
+    def inference(self, img0: torch.Tensor, img1: torch.Tensor, t: float | torch.Tensor = 0.5
+                  ) -> torch.Tensor:
+        """The frame at time t, (B,3,H,W) in [0,1], for inputs of any size."""
+        return self.forward(img0, img1, t)["pred"].clamp(0, 1)
