@@ -184,12 +184,24 @@ class VGGPerceptualLoss(nn.Module):
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
             raise CheckpointError(path, f"cannot read VGG19 weights: {e}") from e
-        net = vgg19(weights=None)
+        # Built on the meta device: only the layers up to relu4_4 get real storage, filled from
+        # the file (the full network would allocate and randomly initialise 143M parameters).
+        with torch.device("meta"):
+            net = vgg19(weights=None)
+        features = net.features[: self.LAYERS[-1] + 1]
+        if not isinstance(state, dict):
+            raise CheckpointError(path, "not torchvision VGG19 weights (not a state dict)")
+        # The file holds the whole network (features.*, classifier.*); take the layers we use.
+        wanted = {k: state.get(f"features.{k}") for k in features.state_dict()}
+        missing = [f"features.{k}" for k, v in wanted.items() if v is None]
+        if missing:
+            raise CheckpointError(path, f"not torchvision VGG19 weights: missing {', '.join(missing[:3])}")
+        features = features.to_empty(device="cpu")
         try:
-            net.load_state_dict(state)
-        except (RuntimeError, TypeError) as e:
+            features.load_state_dict(wanted, strict=True)
+        except RuntimeError as e:
             raise CheckpointError(path, f"not torchvision VGG19 weights: {e}") from e
-        self.features = net.features[: self.LAYERS[-1] + 1].eval().requires_grad_(False)
+        self.features = features.eval().requires_grad_(False)
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
         self.source = str(path)
