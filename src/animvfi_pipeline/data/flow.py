@@ -1,0 +1,85 @@
+"""Optical-flow helpers: resize with rescaling, OpenCV DIS pseudo-flow, colour-wheel rendering.
+
+Flow arrays follow docs/architecture.md: float32 ``(2, H, W)``, channel 0 = x, channel 1 = y, in
+pixels; ``flow_ab`` moves a pixel of image a to its match in image b, so
+``warp(img_b, flow_ab) ~= img_a``.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+DIS_PRESETS = {
+    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
+
+
+def _check_flow(flow: np.ndarray) -> None:
+    if flow.ndim != 3 or flow.shape[0] != 2:
+        raise ValueError(f"flow must have shape (2, H, W), got {flow.shape}")
+
+
+def resize_flow(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize ``flow`` (2, H, W) to ``size = (W_new, H_new)`` and rescale its vectors.
+
+    A displacement of d pixels along x becomes ``d * W_new / W`` pixels, along y
+    ``d * H_new / H``: each axis by its own factor, which matters for anisotropic resizes.
+    Returns float32 (2, H_new, W_new).
+    """
+    _check_flow(flow)
+    _, h, w = flow.shape
+    new_w, new_h = int(size[0]), int(size[1])
+    if (new_w, new_h) == (w, h):
+        return flow.astype(np.float32, copy=True)
+    # Area averaging when shrinking avoids aliasing thin, fast-moving structures away.
+    interp = cv2.INTER_AREA if new_w <= w and new_h <= h else cv2.INTER_LINEAR
+    out = np.empty((2, new_h, new_w), np.float32)
+    for c, scale in ((0, new_w / w), (1, new_h / h)):
+        out[c] = cv2.resize(flow[c].astype(np.float32), (new_w, new_h), interpolation=interp) * scale
+    return out
+
+
+def _gray(img: np.ndarray) -> np.ndarray:
+    if img.ndim == 2:
+        return np.ascontiguousarray(img, dtype=np.uint8)
+    return cv2.cvtColor(np.ascontiguousarray(img, dtype=np.uint8), cv2.COLOR_RGB2GRAY)
+
+
+def dis_flow(img_a: np.ndarray, img_b: np.ndarray, preset: str = "medium") -> np.ndarray:
+    """Dense flow from ``img_a`` to ``img_b`` with OpenCV's DIS (uint8 RGB or gray, same size).
+
+    Returns float32 (2, H, W) with ``warp(img_b, flow) ~= img_a``, the project's convention
+    (OpenCV's ``calc(a, b)`` already gives ``a(p) ~= b(p + flow(p))``).
+    """
+    if preset not in DIS_PRESETS:
+        raise ValueError(f"unknown DIS preset {preset!r}; choose one of {sorted(DIS_PRESETS)}")
+    if img_a.shape != img_b.shape:
+        raise ValueError(f"images differ in shape: {img_a.shape} vs {img_b.shape}")
+    dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
+    flow = dis.calc(_gray(img_a), _gray(img_b), None)  # (H, W, 2)
+    return np.ascontiguousarray(flow.transpose(2, 0, 1), dtype=np.float32)
+
+
+def flow_to_color(flow: np.ndarray, max_flow: float | None = None) -> np.ndarray:
+    """Render flow (2, H, W) as uint8 RGB (H, W, 3): hue = direction, saturation = magnitude.
+
+    Zero motion is white, as in the usual optical-flow colour wheel. ``max_flow`` fixes the
+    magnitude that maps to full saturation so several figures share one scale; by default the
+    largest magnitude in ``flow`` is used.
+    """
+    _check_flow(flow)
+    fx = flow[0].astype(np.float32)
+    fy = flow[1].astype(np.float32)
+    fx = np.nan_to_num(fx, nan=0.0, posinf=0.0, neginf=0.0)
+    fy = np.nan_to_num(fy, nan=0.0, posinf=0.0, neginf=0.0)
+    mag, ang = cv2.cartToPolar(fx, fy, angleInDegrees=True)
+    if max_flow is None:
+        max_flow = float(mag.max())
+    sat = np.clip(mag / max(max_flow, 1e-6), 0.0, 1.0)
+    hsv = np.empty(fx.shape + (3,), np.uint8)
+    hsv[..., 0] = (ang / 2.0).astype(np.uint8) % 180  # OpenCV 8-bit hue is 0..179
+    hsv[..., 1] = np.round(sat * 255.0).astype(np.uint8)
+    hsv[..., 2] = 255
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)

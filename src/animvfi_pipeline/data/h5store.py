@@ -1,0 +1,447 @@
+"""The HDF5 triplet store: a streaming, atomic writer and a lazy, picklable reader.
+
+Schema: docs/architecture.md ("The HDF5 store"). One triplet per chunk, so reading triplet i
+decompresses exactly one chunk per dataset, and writing never holds more than a few triplets
+in memory whatever the dataset size.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import multiprocessing as mp
+import os
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import cv2
+import h5py
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from animvfi_pipeline.data.atd12k import (
+    DIS_PRESETS,
+    FLOW_SOURCES,
+    IMAGE_MODES,
+    LoadedTriplet,
+    TripletRecord,
+    load_triplet,
+    time_key,
+)
+from animvfi_pipeline.errors import DataError
+from animvfi_pipeline.utils_io import atomic_path
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+SPLITS = ("train", "val", "test")
+ON_ERROR = ("fail", "skip")
+STRING_COLUMNS = ("name", "split", "clip", "motion_type", "behavior", "flow_source")
+INT_COLUMNS = ("level", "orig_width", "orig_height")
+# forkserver: workers start from a clean process, not a fork of a (possibly multi-threaded)
+# Kedro or notebook process, and still start fast after the first one.
+_MP_CONTEXT = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+
+
+@dataclass
+class IngestionConfig:
+    """How to turn ATD-12K records into a store (the `ingestion:` parameters)."""
+
+    size: tuple[int, int]  # (W, H) of every stored frame
+    flow_source: str = "auto"  # auto | gt | sgm | dis | none (see load_triplet)
+    val_fraction: float = 0.1  # share of training CLIPS moved to the validation split
+    seed: int = 0  # picks the validation clips
+    on_error: str = "fail"  # fail: first bad triplet raises; skip: leave it out, record why
+    workers: int = 2  # decoding processes; 0 decodes in this process
+    compression: str | None = "lzf"  # lzf | gzip (level 1) | gzip-<level> | none
+    extra_times: tuple[float, ...] | None = None  # None: the times every triplet has
+    image_mode: str = "convert"  # convert | refuse (grayscale, RGBA, 16-bit)
+    dis_preset: str = "medium"  # OpenCV DIS preset when flow is computed
+
+    def __post_init__(self) -> None:
+        self.size = (int(self.size[0]), int(self.size[1]))
+        if min(self.size) < 1:
+            raise ValueError(f"size must be positive (W, H), got {self.size}")
+        if self.flow_source not in FLOW_SOURCES:
+            raise ValueError(f"flow_source must be one of {FLOW_SOURCES}, got {self.flow_source!r}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.on_error not in ON_ERROR:
+            raise ValueError(f"on_error must be one of {ON_ERROR}, got {self.on_error!r}")
+        if self.image_mode not in IMAGE_MODES:
+            raise ValueError(f"image_mode must be one of {IMAGE_MODES}, got {self.image_mode!r}")
+        if self.dis_preset not in DIS_PRESETS:
+            raise ValueError(f"dis_preset must be one of {sorted(DIS_PRESETS)}, got {self.dis_preset!r}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.extra_times is not None:
+            self.extra_times = tuple(time_key(t) for t in self.extra_times)
+        _h5_compression(self.compression)  # fail early on a typo
+
+
+@dataclass
+class IngestionResult:
+    path: Path
+    n_triplets: int
+    split_counts: dict[str, int]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class IngestionPlan:
+    """What to ingest and how: a node builds it, the TripletStoreDataset carries it out."""
+
+    records: list[TripletRecord]
+    config: IngestionConfig
+    source_root: Path | None = None
+    progress: bool = True
+
+    def write(self, path: str | Path) -> IngestionResult:
+        return write_triplets_h5(path, self.records, self.config, source_root=self.source_root, progress=self.progress)
+
+
+def _h5_compression(name: str | None) -> dict[str, Any]:
+    if name is None or str(name).lower() == "none":
+        return {}
+    name = str(name).lower()
+    if name == "lzf":
+        return {"compression": "lzf"}
+    if name == "gzip":
+        return {"compression": "gzip", "compression_opts": 1}
+    if name.startswith("gzip-") and name[5:].isdigit() and 0 <= int(name[5:]) <= 9:
+        return {"compression": "gzip", "compression_opts": int(name[5:])}
+    raise ValueError(f"compression must be lzf, gzip, gzip-<0..9> or none, got {name!r}")
+
+
+def assign_splits(records: Sequence[TripletRecord], val_fraction: float, seed: int) -> list[str]:
+    """Split label per record: test stays test; training clips go to train or val whole.
+
+    About ``val_fraction`` of the training clips (at least one when the fraction is positive,
+    never all of them) are drawn with ``seed``; the draw depends only on the set of clip keys.
+    """
+    clips = sorted({r.clip for r in records if r.split == "train"})
+    n_val = int(round(val_fraction * len(clips)))
+    if val_fraction > 0 and n_val == 0:
+        n_val = 1
+    n_val = min(n_val, max(len(clips) - 1, 0))
+    rng = np.random.default_rng(seed)
+    val_clips = {clips[i] for i in rng.permutation(len(clips))[:n_val]}
+    return ["test" if r.split == "test" else ("val" if r.clip in val_clips else "train") for r in records]
+
+
+def common_extra_times(records: Iterable[TripletRecord]) -> tuple[float, ...]:
+    """The extra-frame times present for every record (empty if any record has none)."""
+    common: set[float] | None = None
+    for r in records:
+        times = set(r.extra_frame_paths)
+        common = times if common is None else common & times
+    return tuple(sorted(common or ()))
+
+
+# --------------------------------------------------------------------------- decoding workers
+
+
+def _init_worker() -> None:
+    # Each worker decodes one triplet at a time; OpenCV's own threads would only oversubscribe.
+    cv2.setNumThreads(1)
+
+
+def _load_for_store(record: TripletRecord, kwargs: dict[str, Any]) -> tuple[str, Any]:
+    """Worker body: ("ok", LoadedTriplet with float16 flows) or ("error", (path, problem))."""
+    try:
+        triplet = load_triplet(record, **kwargs)
+    except DataError as exc:
+        return "error", (exc.path, exc.problem)
+    if triplet.flows is not None:
+        # The store keeps float16; converting here halves what travels back from the worker.
+        triplet.flows = triplet.flows.astype(np.float16)
+    return "ok", triplet
+
+
+def _load_stream(
+    records: Sequence[TripletRecord], kwargs: dict[str, Any], workers: int
+) -> Iterator[tuple[str, Any]]:
+    """Yield `_load_for_store` results in record order with at most 2 * workers in flight."""
+    if workers == 0:
+        for record in records:
+            yield _load_for_store(record, kwargs)
+        return
+    ctx = mp.get_context(_MP_CONTEXT)
+    # Pool.imap would queue every result that the writer has not consumed yet; a bounded window
+    # of async tasks keeps peak memory independent of the dataset size.
+    with ctx.Pool(workers, initializer=_init_worker) as pool:
+        pending: deque = deque()
+        todo = iter(records)
+        for record in todo:
+            pending.append(pool.apply_async(_load_for_store, (record, kwargs)))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            result = pending.popleft().get()
+            record = next(todo, None)
+            if record is not None:
+                pending.append(pool.apply_async(_load_for_store, (record, kwargs)))
+            yield result
+
+
+# --------------------------------------------------------------------------- writing
+
+
+class _StoreWriter:
+    """Appends triplets into pre-sized, chunked datasets; shrinks them at the end if some were skipped."""
+
+    def __init__(self, f: h5py.File, n: int, size: tuple[int, int], k: int, with_flows: bool, compression: dict):
+        w, h = size
+        self.f = f
+        self.n_written = 0
+        self.rows: list[dict[str, Any]] = []
+
+        def create(name: str, item_shape: tuple[int, ...], dtype: Any) -> h5py.Dataset:
+            return f.create_dataset(
+                name,
+                shape=(n, *item_shape),
+                maxshape=(None, *item_shape),
+                chunks=(1, *item_shape),
+                dtype=dtype,
+                track_times=False,  # so that a rerun writes the same bytes
+                **compression,
+            )
+
+        self.frames = create("frames", (3, h, w, 3), np.uint8)
+        self.flows = create("flows", (2, 2, h, w), np.float16) if with_flows else None
+        self.extra = create("extra_frames", (k, h, w, 3), np.uint8) if k else None
+
+    def append(self, triplet: LoadedTriplet, split: str) -> None:
+        i = self.n_written
+        self.frames[i] = triplet.frames
+        if self.flows is not None:
+            self.flows[i] = triplet.flows
+        if self.extra is not None:
+            self.extra[i] = triplet.extra_frames
+        self.rows.append({**triplet.meta, "split": split})
+        self.n_written += 1
+
+    def finish(self, attrs: dict[str, Any]) -> None:
+        n = self.n_written
+        for ds in (self.frames, self.flows, self.extra):
+            if ds is not None and ds.shape[0] != n:
+                ds.resize(n, axis=0)
+        meta = self.f.create_group("meta", track_order=True)
+        for col in STRING_COLUMNS:
+            values = np.array([str(r[col]) for r in self.rows], dtype=object)
+            meta.create_dataset(col, data=values, shape=(n,), dtype=h5py.string_dtype(), track_times=False)
+        for col in INT_COLUMNS:
+            meta.create_dataset(col, data=np.array([r[col] for r in self.rows], np.int32).reshape(n), track_times=False)
+        roi = np.array([r["roi"] for r in self.rows], np.int32).reshape(n, 4)
+        meta.create_dataset("roi", data=roi, track_times=False)
+        for key, value in attrs.items():
+            self.f.attrs[key] = value
+        # Written last: a reader that sees complete=True sees everything else too.
+        self.f.attrs["complete"] = True
+
+
+def write_triplets_h5(
+    path: str | Path,
+    records: Sequence[TripletRecord],
+    config: IngestionConfig,
+    *,
+    source_root: str | Path | None = None,
+    progress: bool = True,
+) -> IngestionResult:
+    """Decode, resize and write ``records`` to an HDF5 store at ``path``, atomically.
+
+    Triplets stream through a pool of ``config.workers`` processes into one-triplet chunks.
+    With ``on_error="fail"`` the first bad triplet raises DataError and nothing appears at
+    ``path`` (an existing store there is left as it was); with ``"skip"`` it is left out and
+    listed in the store's ``skipped`` attribute. The same records and config give the same
+    store content on every run.
+    """
+    path = Path(path)
+    records = list(records)
+    if not records:
+        raise DataError(source_root or path, "no triplets to ingest")
+    cfg = config
+    started = time.perf_counter()
+    splits = assign_splits(records, cfg.val_fraction, cfg.seed)
+    times = common_extra_times(records) if cfg.extra_times is None else cfg.extra_times
+    load_kwargs = dict(
+        size=cfg.size,
+        flow_source=cfg.flow_source,
+        image_mode=cfg.image_mode,
+        dis_preset=cfg.dis_preset,
+        extra_times=times,
+    )
+    skipped: list[dict[str, str]] = []
+    logger.info(
+        "Ingesting %d triplets into %s at %dx%d (flow %s, %d extra times, %d workers)",
+        len(records), path, cfg.size[0], cfg.size[1], cfg.flow_source, len(times), cfg.workers,
+    )
+    stream = _load_stream(records, load_kwargs, cfg.workers)
+    # closing(): on an error the worker pool is shut down at once, not whenever the
+    # generator happens to be garbage-collected.
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f, contextlib.closing(stream):
+        writer = _StoreWriter(
+            f, len(records), cfg.size, len(times), cfg.flow_source != "none", _h5_compression(cfg.compression)
+        )
+        for record, split, (status, payload) in tqdm(
+            zip(records, splits, stream), total=len(records), disable=not progress, desc="ingest", unit="triplet"
+        ):
+            if status == "ok":
+                writer.append(payload, split)
+                continue
+            bad_path, problem = payload
+            if cfg.on_error == "fail":
+                raise DataError(bad_path, problem)
+            logger.warning("Skipping triplet %s: %s: %s", record.name, bad_path, problem)
+            skipped.append({"name": record.name, "path": str(bad_path), "reason": problem})
+        if writer.n_written == 0:
+            raise DataError(source_root or records[0].dir.parent, f"all {len(records)} triplets are bad; nothing to store")
+        config_json = {**asdict(cfg), "extra_times": list(times)}
+        writer.finish(
+            {
+                "format_version": FORMAT_VERSION,
+                "height": cfg.size[1],
+                "width": cfg.size[0],
+                "extra_times": np.asarray(times, np.float64),
+                "source_root": str(source_root) if source_root is not None else "",
+                "skipped": json.dumps(skipped),
+                "ingestion_config": json.dumps(config_json, sort_keys=True),
+            }
+        )
+        counts = {s: sum(1 for r in writer.rows if r["split"] == s) for s in SPLITS}
+    result = IngestionResult(path, writer.n_written, counts, skipped, time.perf_counter() - started)
+    logger.info(
+        "Wrote %s: %d triplets (train %d, val %d, test %d), %d skipped, %.1f s",
+        path, result.n_triplets, counts["train"], counts["val"], counts["test"], len(skipped), result.seconds,
+    )
+    return result
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class TripletStore:
+    """Lazy reader of a complete store; safe to pickle into DataLoader workers.
+
+    The HDF5 file is opened on first access in each process (an h5py handle must never cross
+    a fork), and the handle is dropped when pickled.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+        self._meta: pd.DataFrame | None = None
+        if not self.path.is_file():
+            raise DataError(self.path, "triplet store does not exist (run the data_ingestion pipeline)")
+        try:
+            with h5py.File(self.path, "r") as f:
+                attrs = dict(f.attrs)
+                self._len = int(f["frames"].shape[0]) if "frames" in f else 0
+                self._has_flows = "flows" in f
+                self._has_extra = "extra_frames" in f
+        except OSError as exc:
+            raise DataError(self.path, f"not a readable HDF5 file ({exc})") from exc
+        if not attrs.get("complete", False):
+            raise DataError(self.path, "triplet store is incomplete (an interrupted write?); ingest again")
+        if int(attrs.get("format_version", -1)) != FORMAT_VERSION:
+            raise DataError(self.path, f"unsupported store format_version {attrs.get('format_version')!r}")
+        self.height = int(attrs["height"])
+        self.width = int(attrs["width"])
+        self.extra_times: tuple[float, ...] = tuple(float(t) for t in np.atleast_1d(attrs.get("extra_times", [])))
+        self.source_root = str(attrs.get("source_root", ""))
+        self.skipped: list[dict[str, str]] = json.loads(attrs.get("skipped", "[]"))
+        self.ingestion_config: dict[str, Any] = json.loads(attrs.get("ingestion_config", "{}"))
+
+    # -- pickling and handles
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_file"] = None
+        state["_pid"] = None
+        return state
+
+    def _h5(self) -> h5py.File:
+        if self._file is None or self._pid != os.getpid():
+            self._file = h5py.File(self.path, "r")
+            self._pid = os.getpid()
+        return self._file
+
+    def close(self) -> None:
+        if self._file is not None and self._pid == os.getpid():
+            self._file.close()
+        self._file = None
+        self._pid = None
+
+    def __enter__(self) -> TripletStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"TripletStore({str(self.path)!r}, n={self._len}, {self.width}x{self.height})"
+
+    # -- contents
+    def __len__(self) -> int:
+        return self._len
+
+    @property
+    def has_flows(self) -> bool:
+        return self._has_flows
+
+    def _index(self, i: int) -> int:
+        i = int(i)
+        if i < 0:
+            i += self._len
+        if not 0 <= i < self._len:
+            raise IndexError(f"triplet index {i} out of range for {self._len} triplets")
+        return i
+
+    def frames(self, i: int) -> np.ndarray:
+        """uint8 (3, H, W, 3): frame1, frame2, frame3 of triplet ``i``."""
+        return self._h5()["frames"][self._index(i)]
+
+    def flows(self, i: int) -> np.ndarray:
+        """float32 (2, 2, H, W): [0] = flow 1->3, [1] = flow 3->1, in stored pixels."""
+        if not self._has_flows:
+            raise DataError(self.path, "store has no flows (it was ingested with flow_source='none')")
+        return self._h5()["flows"][self._index(i)].astype(np.float32)
+
+    def extra(self, i: int) -> np.ndarray:
+        """uint8 (K, H, W, 3): frames at ``extra_times`` (K may be 0)."""
+        i = self._index(i)
+        if not self._has_extra:
+            return np.zeros((0, self.height, self.width, 3), np.uint8)
+        return self._h5()["extra_frames"][i]
+
+    @property
+    def meta(self) -> pd.DataFrame:
+        """One row per triplet; the RoI as roi_x, roi_y, roi_w, roi_h (-1 = unknown)."""
+        return self._load_meta().copy()
+
+    def _load_meta(self) -> pd.DataFrame:
+        if self._meta is None:
+            g = self._h5()["meta"]
+            cols: dict[str, Any] = {}
+            for col in STRING_COLUMNS:
+                cols[col] = g[col].asstr()[...] if self._len else np.array([], dtype=object)
+            roi = g["roi"][...].reshape(-1, 4)
+            for j, col in enumerate(("roi_x", "roi_y", "roi_w", "roi_h")):
+                cols[col] = roi[:, j]
+            for col in INT_COLUMNS:
+                cols[col] = g[col][...]
+            order = ["name", "split", "clip", "level", "roi_x", "roi_y", "roi_w", "roi_h",
+                     "motion_type", "behavior", "flow_source", "orig_width", "orig_height"]
+            self._meta = pd.DataFrame({c: cols[c] for c in order})
+        return self._meta
+
+    def indices(self, split: str) -> np.ndarray:
+        """Row numbers of ``split`` ("train", "val" or "test"), ascending."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        return np.flatnonzero(self._load_meta()["split"].to_numpy() == split)
