@@ -72,15 +72,6 @@ def test_exact_flow_at_other_times_and_the_endpoints():
     np.testing.assert_allclose(baselines.interpolate_with_flow(img0, img1, flow_01, flow_10, 1.0), img1 / 255, atol=1e-5)
 
 
-def test_dis_flow_follows_the_project_flow_convention():
-    texture = _texture(96, 140, 4)
-    img0, img1 = texture[:, 0:128], texture[:, 5:133]  # content moves 5 px left from 0 to 1
-    flow = baselines.dis_flow(img0, img1, "medium")
-    assert flow.shape == (2, 96, 128)
-    assert np.median(flow[0, 16:-16, 16:-16]) == pytest.approx(-5.0, abs=0.5)
-    assert abs(np.median(flow[1])) < 0.5
-
-
 def test_unknown_dis_preset_is_rejected():
     img = _texture(32, 32, 5)
     with pytest.raises(ValueError, match="preset"):

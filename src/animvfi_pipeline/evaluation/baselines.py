@@ -10,19 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import cv2
 import numpy as np
 import torch
 
+from animvfi_pipeline.data.flow import dis_flow
 from animvfi_pipeline.models.warp import warp
 
 Predictor = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
-
-_DIS_PRESETS = {
-    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
-    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
-}
 
 
 def repeat(img0: np.ndarray, img1: np.ndarray, t: float) -> np.ndarray:
@@ -46,17 +40,6 @@ class ClassicalFlowConfig:
     preset: str = "medium"
     consistency_alpha: float = 0.01
     consistency_beta: float = 0.5
-
-
-def dis_flow(img0: np.ndarray, img1: np.ndarray, preset: str = "medium") -> np.ndarray:
-    """OpenCV DIS optical flow from ``img0`` to ``img1`` on grey levels: float32 ``(2, H, W)``,
-    so that ``warp(img1, flow) ~= img0``."""
-    if preset not in _DIS_PRESETS:
-        raise ValueError(f"unknown DIS preset {preset!r}; choose one of {sorted(_DIS_PRESETS)}")
-    dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[preset])
-    grey0 = cv2.cvtColor(np.ascontiguousarray(img0), cv2.COLOR_RGB2GRAY)
-    grey1 = cv2.cvtColor(np.ascontiguousarray(img1), cv2.COLOR_RGB2GRAY)
-    return dis.calc(grey0, grey1, None).transpose(2, 0, 1).astype(np.float32)
 
 
 def _to_tensor(img: np.ndarray) -> torch.Tensor:
@@ -137,8 +120,8 @@ def interpolate_with_flow(
 def classical_flow(
     img0: np.ndarray, img1: np.ndarray, t: float, config: ClassicalFlowConfig | None = None
 ) -> np.ndarray:
-    """Flow-based interpolation with no learning: OpenCV DIS flow both ways, then
-    :func:`interpolate_with_flow`."""
+    """Flow-based interpolation with no learning: OpenCV DIS flow both ways
+    (``data.flow.dis_flow`` at ``config.preset``), then :func:`interpolate_with_flow`."""
     cfg = config or ClassicalFlowConfig()
     flow_01 = dis_flow(img0, img1, cfg.preset)
     flow_10 = dis_flow(img1, img0, cfg.preset)

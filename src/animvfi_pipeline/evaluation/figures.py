@@ -13,6 +13,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from animvfi_pipeline.data.flow import flow_to_color
 from animvfi_pipeline.data.h5store import TripletStore
 from animvfi_pipeline.evaluation.baselines import Predictor
 from animvfi_pipeline.evaluation.report import MIDDLE_T, PSNR_CAP_DB
@@ -36,8 +37,6 @@ def pick_examples(per_triplet: pd.DataFrame, method: str) -> list[tuple[str, str
 def gallery_figure(store: TripletStore, per_triplet: pd.DataFrame, predictor: Predictor, method: str = "model") -> Figure:
     """Best, median and worst triplet of ``method`` by PSNR, one row each:
     frame1 | prediction | ground truth | frame3 | error map | flow 1->3 of the store (colour wheel)."""
-    from animvfi_pipeline.data.flow import flow_to_color  # data/flow.py is another module's; import late
-
     examples = pick_examples(per_triplet, method)
     index_of = {name: i for i, name in enumerate(store.meta["name"])}
     titles = ["frame1", f"{method} (t = {MIDDLE_T:g})", "ground truth (frame2)", "frame3",

@@ -17,6 +17,8 @@ from typing import Callable
 import numpy as np
 from skimage.metrics import structural_similarity
 
+from animvfi_pipeline.data.atd12k import scale_roi
+
 logger = logging.getLogger(__name__)
 
 Box = tuple[int, int, int, int]  # x, y, width, height in pixels
@@ -101,12 +103,10 @@ def roi_box_scaled(roi: Box, orig_size: tuple[int, int], eval_size: tuple[int, i
 
     Sizes are ``(width, height)``. Each coordinate is floor-divided by the float scale
     ``orig / eval``, as the AnimeInterp protocol does (ATD-12K boxes are given in the source
-    video's pixels, the test frames are 960x540).
+    video's pixels, the test frames are 960x540). Data ingestion stores boxes scaled by this
+    same rule (``data.atd12k.scale_roi``), so there is one implementation.
     """
-    x, y, w, h = roi
-    scale_w = float(orig_size[0]) / float(eval_size[0])
-    scale_h = float(orig_size[1]) / float(eval_size[1])
-    return int(x // scale_w), int(y // scale_h), int(w // scale_w), int(h // scale_h)
+    return scale_roi(roi, orig_size, eval_size)
 
 
 def _crop(img: np.ndarray, box: Box) -> np.ndarray | None:

@@ -1,0 +1,80 @@
+"""Thin node over the evaluation library; metric definitions are in docs/evaluation.md."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+
+from animvfi_pipeline.evaluation import baselines, figures, report
+from animvfi_pipeline.evaluation.metrics import make_lpips
+from animvfi_pipeline.models.checkpoint import build_vfi_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvaluationParams:
+    """``params:evaluation`` (conf/base/parameters_evaluation.yml); unknown keys are an error."""
+
+    split: str = "test"
+    limit: int | None = None  # score only the first N triplets of the split
+    device: str = "auto"  # auto | cpu | cuda
+    lpips: bool = True  # used only when the lpips package and AlexNet weights are already local
+    classical_flow: dict[str, Any] = field(default_factory=dict)  # ClassicalFlowConfig fields
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def evaluate(
+    triplet_store: Any,
+    vfi_model: dict,
+    flow_training_history: pd.DataFrame | None,
+    vfi_training_history: pd.DataFrame | None,
+    evaluation_params: dict[str, Any],
+) -> tuple[dict, pd.DataFrame, pd.DataFrame, str, Figure, Figure, Figure]:
+    """Score the trained model and the baselines on every triplet of the evaluated split.
+
+    Args:
+        triplet_store: the ``TripletStore`` written by data_ingestion.
+        vfi_model: the VFI checkpoint dict from vfi_training.
+        flow_training_history, vfi_training_history: per-epoch tables of the two training stages.
+        evaluation_params: ``EvaluationParams`` fields.
+
+    Returns:
+        metrics (``{method: {metric: value}}`` with methods model, repeat, blend, classical_flow),
+        the per-triplet table, the per-method table, the Markdown summary, and the gallery,
+        PSNR-distribution and training-curve figures.
+    """
+    params = EvaluationParams(**evaluation_params)
+    device = _device(params.device)
+    model = build_vfi_model(vfi_model, source="vfi_model")
+    predictors = {
+        "model": baselines.model_predictor(model, device),
+        "repeat": baselines.repeat,
+        "blend": baselines.blend,
+        "classical_flow": baselines.classical_flow_predictor(baselines.ClassicalFlowConfig(**params.classical_flow)),
+    }
+    lpips_fn = make_lpips(str(device)) if params.lpips else None
+    per_triplet = report.evaluate_methods(triplet_store, predictors, split=params.split, limit=params.limit,
+                                          lpips_fn=lpips_fn)
+    summary = report.summarize(per_triplet)
+    for method, values in summary.items():
+        log.info("%-15s PSNR %.2f dB  SSIM %.4f  SSIM (AnimeInterp) %.4f", method, values["psnr"],
+                 values["ssim"], values["ssim_animeinterp"])
+    return (
+        summary,
+        per_triplet,
+        report.method_table(summary),
+        report.markdown_summary(summary, split=params.split),
+        figures.gallery_figure(triplet_store, per_triplet, predictors["model"], method="model"),
+        figures.psnr_distribution_figure(per_triplet),
+        figures.training_curves_figure({"flow": flow_training_history, "vfi": vfi_training_history}),
+    )

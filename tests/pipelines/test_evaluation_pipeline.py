@@ -1,0 +1,103 @@
+"""The evaluation pipeline end to end on a tiny real store and an untrained tiny model, writing
+through the project's own catalog entries."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+
+from animvfi_pipeline.data.atd12k import scan_atd12k
+from animvfi_pipeline.data.h5store import IngestionConfig, TripletStore, write_triplets_h5
+from animvfi_pipeline.errors import CheckpointError
+from animvfi_pipeline.models.checkpoint import make_checkpoint
+from animvfi_pipeline.models.flownet import FlowNetConfig
+from animvfi_pipeline.models.vfi import VFIConfig, VFIModel
+from animvfi_pipeline.pipelines.evaluation import create_pipeline
+from animvfi_pipeline.pipelines.evaluation.nodes import evaluate
+
+from fixtures_atd12k import make_atd12k_tree
+
+OUTPUTS = ["evaluation_metrics", "per_triplet_metrics", "psnr_by_method", "evaluation_summary",
+           "evaluation_gallery", "psnr_distribution", "training_curves"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> TripletStore:
+    root = tmp_path_factory.mktemp("atd12k")
+    make_atd12k_tree(root, n_train_clips=1, n_test=3, triplets_per_clip=1, size=(64, 48))
+    path = root / "triplets.h5"
+    write_triplets_h5(path, scan_atd12k(root), IngestionConfig(size=(64, 48), workers=0), progress=False)
+    return TripletStore(path)
+
+
+@pytest.fixture(scope="module")
+def checkpoint() -> dict:
+    cfg = VFIConfig(flow=FlowNetConfig(scales=(4, 2), channels=(8, 8), depth=1), widths=(8, 8, 8, 8), head_channels=4)
+    return make_checkpoint("animvfi.vfi", VFIModel(cfg), cfg.to_dict())
+
+
+def _params(**over) -> dict:
+    return {"split": "test", "limit": None, "device": "cpu", "lpips": False,
+            "classical_flow": {"preset": "ultrafast"}, **over}
+
+
+def _history() -> pd.DataFrame:
+    return pd.DataFrame({"epoch": [1, 2], "train_loss": [0.3, 0.2], "val_psnr": [20.0, 22.0]})
+
+
+def _catalog(tmp_path, project_root, inputs: dict) -> DataCatalog:
+    """The project's evaluation catalog entries, written under tmp_path instead of data/."""
+    config = yaml.safe_load((project_root / "conf/base/catalog.yml").read_text())
+    entries = {name: dict(config[name]) for name in OUTPUTS}
+    for entry in entries.values():
+        entry["filepath"] = str(tmp_path / entry["filepath"])
+    catalog = DataCatalog.from_config(entries)
+    for name, value in inputs.items():
+        catalog[name] = MemoryDataset(value)
+    return catalog
+
+
+def test_pipeline_writes_the_report_through_the_catalog(store, checkpoint, tmp_path, project_root):
+    catalog = _catalog(tmp_path, project_root, {
+        "triplet_store": store, "vfi_model": checkpoint, "flow_training_history": _history(),
+        "vfi_training_history": _history(), "params:evaluation": _params(),
+    })
+    SequentialRunner().run(create_pipeline(), catalog)
+
+    reporting = tmp_path / "data/08_reporting"
+    metrics = json.loads((reporting / "metrics.json").read_text())
+    assert set(metrics) == {"model", "repeat", "blend", "classical_flow"}
+    for values in metrics.values():
+        assert values["n_triplets"] == 3
+        for key in ("psnr", "ssim", "ssim_animeinterp", "roi_psnr", "roi_ssim", "ie", "psnr_east"):
+            assert key in values
+    # The fixture's test frames move by a few pixels, so repeating frame1 cannot be perfect.
+    assert metrics["repeat"]["psnr"] < 100
+
+    per_triplet = pd.read_csv(reporting / "per_triplet.csv")
+    assert len(per_triplet) == 3 * 4 and set(per_triplet["east_west"]) == {"east"}
+    by_method = pd.read_csv(reporting / "psnr_by_method.csv")
+    assert list(by_method["method"]) == ["model", "repeat", "blend", "classical_flow"]
+    assert "| classical_flow |" in (reporting / "summary.md").read_text()
+    for name in ("gallery", "psnr_distribution", "training_curves"):
+        assert (reporting / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_limit_and_no_histories(store, checkpoint):
+    metrics, per_triplet, *_ = evaluate(store, checkpoint, None, None, _params(limit=1))
+    assert len(per_triplet) == 4 and metrics["model"]["n_triplets"] == 1
+
+
+def test_a_checkpoint_that_does_not_fit_its_config_is_refused(store, checkpoint):
+    broken = dict(checkpoint, model={k: v for k, v in list(checkpoint["model"].items())[1:]})
+    with pytest.raises(CheckpointError):
+        evaluate(store, broken, None, None, _params())
+
+
+def test_a_misspelt_parameter_is_an_error(store, checkpoint):
+    with pytest.raises(TypeError, match="splt"):
+        evaluate(store, checkpoint, None, None, {"splt": "test"})
