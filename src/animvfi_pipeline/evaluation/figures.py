@@ -5,7 +5,6 @@ pyplot state or display backend is involved and nothing leaks between pipeline r
 """
 from __future__ import annotations
 
-import logging
 from typing import Mapping
 
 import numpy as np
@@ -17,8 +16,6 @@ from animvfi_pipeline.data.flow import flow_to_color
 from animvfi_pipeline.data.h5store import TripletStore
 from animvfi_pipeline.evaluation.baselines import Predictor
 from animvfi_pipeline.evaluation.report import MIDDLE_T, PSNR_CAP_DB
-
-logger = logging.getLogger(__name__)
 
 # Absolute error (mean over RGB, images in [0, 1]) shown at full colour in the error maps;
 # one fixed scale makes rows and runs comparable.
