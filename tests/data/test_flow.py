@@ -1,0 +1,102 @@
+"""Flow helpers: resizing keeps vectors pointing at the right pixels, DIS follows the convention."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from animvfi_pipeline.data.flow import dis_flow, flow_to_color, resize_flow
+from animvfi_pipeline.models.warp import warp
+
+
+def _smooth_image(w: int, h: int) -> np.ndarray:
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.stack(
+        [
+            127 + 100 * np.sin(xs / 7.0) * np.cos(ys / 5.0),
+            127 + 100 * np.cos(xs / 9.0 + ys / 11.0),
+            127 + 100 * np.sin((xs + 2 * ys) / 13.0),
+        ],
+        axis=-1,
+    )
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _warp_np(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    t = torch.from_numpy(img).permute(2, 0, 1)[None].float()
+    return warp(t, torch.from_numpy(flow)[None]).squeeze(0).permute(1, 2, 0).numpy()
+
+
+def test_resize_flow_scales_each_axis_by_its_own_factor():
+    flow = np.stack([np.full((20, 40), 4.0, np.float32), np.full((20, 40), -2.0, np.float32)])
+    out = resize_flow(flow, (20, 60))  # width halves, height triples
+    assert out.shape == (2, 60, 20) and out.dtype == np.float32
+    np.testing.assert_allclose(out[0], 2.0, atol=1e-5)
+    np.testing.assert_allclose(out[1], -6.0, atol=1e-5)
+
+
+def test_resized_flow_still_warps_resized_frames_onto_each_other():
+    # A smooth scene moved by (dx, dy); shrink x and stretch y, then check the resized flow
+    # still brings resized frame3 back onto resized frame1. Swapping the axis factors would not.
+    h, w, dx, dy = 60, 96, 6, -3
+    big = _smooth_image(w + 40, h + 40)
+    f1 = big[20 : 20 + h, 20 : 20 + w]
+    f3 = big[20 - dy : 20 - dy + h, 20 - dx : 20 - dx + w]  # f3(p + d) = f1(p)
+    flow13 = np.stack([np.full((h, w), dx, np.float32), np.full((h, w), dy, np.float32)])
+    inner = (slice(10, -10), slice(10, -10))  # away from samples that leave the frame
+    assert np.abs(_warp_np(f3, flow13) - f1)[inner].mean() < 1.0
+
+    size = (48, 90)  # x by 0.5, y by 1.5
+    import cv2
+
+    r1 = cv2.resize(f1, size, interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    r3 = cv2.resize(f3, size, interpolation=cv2.INTER_LINEAR)
+    good = resize_flow(flow13, size)
+    sx, sy = size[0] / w, size[1] / h
+    swapped = np.stack([good[0] / sx * sy, good[1] / sy * sx])  # the student project's bug
+    err_good = np.abs(_warp_np(r3, good) - r1)[inner].mean()
+    err_swapped = np.abs(_warp_np(r3, swapped) - r1)[inner].mean()
+    assert err_good < 2.0
+    assert err_swapped > 3 * err_good
+
+
+def test_resize_flow_rejects_wrong_shape():
+    with pytest.raises(ValueError, match="shape"):
+        resize_flow(np.zeros((10, 10, 2), np.float32), (5, 5))
+
+
+@pytest.mark.parametrize("preset", ["ultrafast", "medium"])
+def test_dis_flow_recovers_a_translation_in_the_project_convention(preset):
+    h, w, dx, dy = 96, 128, 5, 3
+    big = _smooth_image(w + 20, h + 20)
+    f1 = big[10 : 10 + h, 10 : 10 + w]
+    f3 = big[10 - dy : 10 - dy + h, 10 - dx : 10 - dx + w]
+    flow13 = dis_flow(f1, f3, preset)
+    assert flow13.shape == (2, h, w) and flow13.dtype == np.float32
+    inner = (slice(16, -16), slice(16, -16))
+    assert abs(np.median(flow13[0][inner]) - dx) < 0.5
+    assert abs(np.median(flow13[1][inner]) - dy) < 0.5
+    recon = _warp_np(f3, flow13)
+    assert np.abs(recon - f1)[inner].mean() < 3.0
+
+
+def test_dis_flow_rejects_unknown_preset_and_mismatched_images():
+    img = np.zeros((16, 16, 3), np.uint8)
+    with pytest.raises(ValueError, match="preset"):
+        dis_flow(img, img, "slowest")
+    with pytest.raises(ValueError, match="shape"):
+        dis_flow(img, np.zeros((16, 17, 3), np.uint8))
+
+
+def test_flow_to_color_white_at_rest_and_direction_sets_hue():
+    flow = np.zeros((2, 8, 16), np.float32)
+    flow[0, :, 8:] = 3.0  # right half moves right
+    flow[0, :4, :4] = -3.0  # a corner moves left
+    rgb = flow_to_color(flow)
+    assert rgb.shape == (8, 16, 3) and rgb.dtype == np.uint8
+    assert (rgb[6, 5] == 255).all()  # no motion
+    right, left = rgb[0, 12].astype(int), rgb[0, 0].astype(int)
+    assert np.abs(right - left).sum() > 200  # opposite directions, clearly different colours
+    # A shared scale: half the maximum motion is paler than the maximum.
+    pale = flow_to_color(flow * 0.5, max_flow=3.0)
+    assert pale[0, 12].astype(int).sum() > right.sum()
