@@ -46,6 +46,7 @@ from animvfi_pipeline.inference.video_io import (
     probe,
     read_frames,
 )
+from animvfi_pipeline.models.flownet import resize_flow
 from animvfi_pipeline.models.warp import warp
 
 log = logging.getLogger(__name__)
@@ -317,17 +318,10 @@ def scaled_inference(model: torch.nn.Module, img0: torch.Tensor, img1: torch.Ten
 
     residual = out["pred"] - fuse(out["mask"], out["warped0"], out["warped1"])
     up = dict(size=(h, w), mode="bilinear", align_corners=False)
-    flow_t0, flow_t1 = _resize_flow(out["flow_t0"], (h, w)), _resize_flow(out["flow_t1"], (h, w))
+    flow_t0, flow_t1 = resize_flow(out["flow_t0"], (h, w)), resize_flow(out["flow_t1"], (h, w))
     mask = F.interpolate(out["mask"], **up)
     pred = fuse(mask, warp(img0, flow_t0.to(img0.dtype)), warp(img1, flow_t1.to(img1.dtype)))
     return (pred + F.interpolate(residual, **up)).clamp(0.0, 1.0)
-
-
-def _resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    h, w = flow.shape[-2:]
-    out = F.interpolate(flow, size=size, mode="bilinear", align_corners=False)
-    gain = torch.tensor([size[1] / w, size[0] / h], device=flow.device, dtype=flow.dtype).view(1, 2, 1, 1)
-    return out * gain
 
 
 def tiled(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], img0: torch.Tensor, img1: torch.Tensor,
