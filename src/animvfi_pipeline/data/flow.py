@@ -26,13 +26,13 @@ def resize_flow(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
     A displacement of d pixels along x becomes ``d * W_new / W`` pixels, along y
     ``d * H_new / H``: each axis by its own factor, which matters for anisotropic resizes.
-    Returns float32 (2, H_new, W_new).
+    Returns float32 (2, H_new, W_new); ``flow`` itself when it already is float32 at that size.
     """
     _check_flow(flow)
     _, h, w = flow.shape
     new_w, new_h = int(size[0]), int(size[1])
     if (new_w, new_h) == (w, h):
-        return flow.astype(np.float32, copy=True)
+        return flow.astype(np.float32, copy=False)
     # Area averaging when shrinking avoids aliasing thin, fast-moving structures away.
     interp = cv2.INTER_AREA if new_w <= w and new_h <= h else cv2.INTER_LINEAR
     out = np.empty((2, new_h, new_w), np.float32)

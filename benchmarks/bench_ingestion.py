@@ -1,0 +1,291 @@
+"""Ingestion throughput and memory at ATD-12K's size (960x540), against a decode-only floor.
+
+Builds an ATD-12K-layout tree of N triplets (a few distinct cartoon-like triplets with exact
+flow, drawn with OpenCV, hard-linked under many names; train JPEG / test PNG at the real
+dataset's 5:1 ratio), then measures for N = 200 and N = 2000:
+
+  * ingestion: write_triplets_h5 with 2 workers, flow from files ("gt"), in a separate process;
+    triplets/s and the peak RSS of that process tree (psutil sampling every 20 ms);
+  * the decode-only floor: the same frames decoded by 2 processes (cv2.imread), nothing else.
+
+Goals: ingestion >= 60 % of the floor; peak RSS growth from 200 to 2000 triplets < 100 MB.
+Also compares lzf with gzip-1 and no compression, and flow "gt" with "dis", at N = 200.
+
+    python benchmarks/bench_ingestion.py [--sizes 200 2000] [--workers 2] [--quick]
+
+Prints a table and writes benchmarks/results/ingestion.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import psutil
+
+from animvfi_pipeline.data import h5store
+from animvfi_pipeline.data.atd12k import read_flow, read_image, scan_atd12k
+from animvfi_pipeline.data.h5store import IngestionConfig, write_triplets_h5
+
+ROOT = Path(__file__).resolve().parents[1]
+W, H = 960, 540
+N_DISTINCT = 6
+
+
+# --------------------------------------------------------------------------- the test tree
+
+
+def render_triplet(seed: int, w: int = W, h: int = H):
+    """Flat-colour shapes sliding over a painted background; exact flow where they are drawn."""
+    rng = np.random.default_rng(seed)
+    ys = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
+    top, bottom = rng.integers(60, 255, 3), rng.integers(0, 200, 3)
+    background = np.broadcast_to(top * (1 - ys) + bottom * ys, (h, w, 3)).astype(np.uint8).copy()
+    shapes = []
+    for _ in range(5):
+        shapes.append(
+            dict(
+                kind=rng.choice(["circle", "rect"]),
+                centre=rng.uniform([0.15 * w, 0.15 * h], [0.85 * w, 0.85 * h]),
+                radius=float(rng.uniform(0.05, 0.15) * h),
+                colour=tuple(int(c) for c in rng.integers(0, 256, 3)),
+                motion=rng.uniform(-0.06, 0.06, 2) * w,  # frame1 -> frame3 displacement
+            )
+        )
+    frames, masks = [], {}
+    for t in (0.0, 0.5, 1.0):
+        img = background.copy()
+        ids = np.full((h, w), -1, np.int16)  # top-most shape at each pixel
+        for i, s in enumerate(shapes):
+            cx, cy = s["centre"] + t * s["motion"]
+            r = s["radius"]
+            mask = np.zeros((h, w), np.uint8)
+            if s["kind"] == "circle":
+                cv2.circle(mask, (int(round(cx)), int(round(cy))), int(r), 1, -1)
+            else:
+                cv2.rectangle(mask, (int(cx - r), int(cy - 0.6 * r)), (int(cx + r), int(cy + 0.6 * r)), 1, -1)
+            img[mask > 0] = s["colour"]
+            outline = cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+            img[outline > 0] = (20, 20, 20)
+            ids[mask > 0] = i
+        frames.append(img)
+        masks[t] = ids
+    motions = np.array([s["motion"] for s in shapes], np.float32)
+    flows = []
+    for t, sign in ((0.0, 1.0), (1.0, -1.0)):
+        ids = masks[t]
+        flow = np.zeros((2, h, w), np.float32)
+        inside = ids >= 0
+        flow[:, inside] = sign * motions[ids[inside]].T
+        flows.append(flow)
+    return frames, flows[0], flows[1]
+
+
+def build_tree(root: Path, n: int) -> Path:
+    """ATD-12K layout with n triplets hard-linked from N_DISTINCT rendered ones."""
+    src = root / "_sources"
+    sources = []
+    for k in range(N_DISTINCT):
+        d = src / str(k)
+        d.mkdir(parents=True)
+        frames, flo13, flo31 = render_triplet(k)
+        for j, img in enumerate(frames, start=1):
+            bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+            cv2.imwrite(str(d / f"frame{j}.jpg"), bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            cv2.imwrite(str(d / f"frame{j}.png"), bgr)
+        np.save(d / "flo13.npy", flo13)
+        np.save(d / "flo31.npy", flo31)
+        (d / "ann.json").write_text(json.dumps({
+            "motion_RoI": {"x": 100, "y": 80, "width": 400, "height": 300}, "level": k % 3,
+            "image_size": [W, H], "general_motion_type": "translation", "behavior": "walking",
+        }))
+        sources.append(d)
+    for i in range(n):
+        d = sources[i % N_DISTINCT]
+        test = i % 6 == 5
+        clip, k = divmod(i, 4)
+        if test:
+            name, split_dir, ext = f"Disney_v9_{clip}_{k:06d}_s2", "test_2k_540p", "png"
+            ann = root / "test_2k_annotations" / name
+            ann.mkdir(parents=True)
+            os.link(d / "ann.json", ann / f"{name}.json")
+        else:
+            name, split_dir, ext = f"Japan_v{clip // 100}_{clip}_{10 * k:06d}_s1", "train_10k", "jpg"
+        tdir = root / split_dir / name
+        tdir.mkdir(parents=True)
+        for j in (1, 2, 3):
+            os.link(d / f"frame{j}.{ext}", tdir / f"frame{j}.{ext}")
+        fdir = root / "gt_flows" / split_dir / name
+        fdir.mkdir(parents=True)
+        for f in ("flo13.npy", "flo31.npy"):
+            os.link(d / f, fdir / f)
+    return root
+
+
+def subset(records, n):
+    step = max(len(records) // n, 1)
+    return records[::step][:n]
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def _decode(path: str) -> int:
+    return cv2.imread(path, cv2.IMREAD_UNCHANGED).shape[0]
+
+
+def _init() -> None:
+    cv2.setNumThreads(1)
+
+
+def decode_floor(records, workers: int) -> dict:
+    paths = [str(p) for r in records for p in r.frame_paths]
+    with mp.get_context("forkserver").Pool(workers, initializer=_init) as pool:
+        pool.map(_decode, paths[: 2 * workers])  # warm the workers up
+        t0 = time.perf_counter()
+        for _ in pool.imap(_decode, paths, chunksize=4):
+            pass
+        seconds = time.perf_counter() - t0
+    return {"triplets": len(records), "seconds": seconds, "triplets_per_s": len(records) / seconds}
+
+
+def stage_breakdown(records, compression: str = "lzf") -> dict:
+    """Milliseconds per triplet of each ingestion stage, one process, nothing in parallel."""
+    layout = h5store._Layout.make((W, H), 0, True, compression)
+    totals = dict.fromkeys(["decode_frames", "read_flows", "to_float16", "encode_chunks"], 0.0)
+    for r in records:
+        t0 = time.perf_counter()
+        frames = np.stack([read_image(p) for p in r.frame_paths])
+        t1 = time.perf_counter()
+        flows = np.stack([read_flow(p, (H, W)) for p in r.gt_flow_paths])
+        t2 = time.perf_counter()
+        flows16 = flows.astype(np.float16)
+        t3 = time.perf_counter()
+        h5store._encode_chunks(layout, {"frames": frames, "flows": flows16})
+        t4 = time.perf_counter()
+        for key, dt in zip(totals, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            totals[key] += dt
+    return {k: 1000 * v / len(records) for k, v in totals.items()}
+
+
+def child_ingest(args) -> None:
+    """Runs in its own process so that its memory is measured alone."""
+    records = subset(scan_atd12k(args.root), args.n)
+    cfg = IngestionConfig(size=(W, H), flow_source=args.flow, compression=args.compression,
+                          workers=args.workers, val_fraction=0.1, extra_times=())
+    t0 = time.perf_counter()
+    result = write_triplets_h5(args.out, records, cfg, source_root=args.root, progress=False)
+    seconds = time.perf_counter() - t0
+    print(json.dumps({
+        "triplets": result.n_triplets, "seconds": seconds, "triplets_per_s": result.n_triplets / seconds,
+        "store_mb": Path(args.out).stat().st_size / 2**20,
+        "maxrss_self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "maxrss_children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+    }))
+
+
+def ingest(root: Path, n: int, flow: str, compression: str, workers: int, out: Path) -> dict:
+    cmd = [sys.executable, __file__, "_ingest", "--root", str(root), "--n", str(n), "--flow", flow,
+           "--compression", compression, "--workers", str(workers), "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    parent = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            tree = [parent, *parent.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.02)
+    out_text = proc.stdout.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"ingestion failed ({proc.returncode})")
+    result = json.loads(out_text.strip().splitlines()[-1])
+    result["peak_tree_rss_mb"] = peak / 2**20
+    out.unlink()
+    return {"n": n, "flow": flow, "compression": compression, "workers": workers, **result}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[200, 2000])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="skip the gzip / no-compression / DIS comparisons")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ingestion.json")
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench_ingestion_"))
+    try:
+        n_max = max(args.sizes)
+        t0 = time.perf_counter()
+        root = build_tree(work / "atd12k", n_max)
+        print(f"built a {n_max}-triplet tree at {W}x{H} in {time.perf_counter() - t0:.1f} s")
+        records = scan_atd12k(root)
+        stages = stage_breakdown(subset(records, 36))
+        runs, floors = [], {}
+        for n in sorted(args.sizes):
+            floors[n] = decode_floor(subset(records, n), args.workers)
+            runs.append(ingest(root, n, "gt", "lzf", args.workers, work / "store.h5"))
+        n_min = min(args.sizes)
+        if not args.quick:
+            runs.append(ingest(root, n_min, "gt", "gzip-1", args.workers, work / "store.h5"))
+            runs.append(ingest(root, n_min, "gt", "none", args.workers, work / "store.h5"))
+            runs.append(ingest(root, n_min, "dis", "lzf", args.workers, work / "store.h5"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    for r in runs:
+        r["share_of_decode_floor"] = r["triplets_per_s"] / floors[r["n"]]["triplets_per_s"]
+    main_runs = {r["n"]: r for r in runs if (r["flow"], r["compression"]) == ("gt", "lzf")}
+    growth = main_runs[n_max]["peak_tree_rss_mb"] - main_runs[n_min]["peak_tree_rss_mb"]
+    summary = {
+        "throughput_share_at_largest_n": main_runs[n_max]["share_of_decode_floor"],
+        "rss_growth_mb": growth,
+        "goal_share": 0.6,
+        "goal_rss_growth_mb": 100,
+    }
+
+    print(f"\n{'N':>6} {'flow':>5} {'compr':>7} {'trip/s':>8} {'floor/s':>8} {'share':>6} "
+          f"{'peak RSS MB':>12} {'store MB':>9} {'MB/trip':>8}")
+    for r in runs:
+        print(f"{r['n']:>6} {r['flow']:>5} {r['compression']:>7} {r['triplets_per_s']:>8.1f} "
+              f"{floors[r['n']]['triplets_per_s']:>8.1f} {r['share_of_decode_floor']:>6.0%} "
+              f"{r['peak_tree_rss_mb']:>12.0f} {r['store_mb']:>9.0f} {r['store_mb'] / r['triplets']:>8.2f}")
+    print("\nms per triplet, one process: " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
+    print(f"\nthroughput at N={n_max}: {summary['throughput_share_at_largest_n']:.0%} of decode-only (goal >= 60%)")
+    print(f"peak RSS growth {n_min} -> {n_max}: {growth:+.0f} MB (goal < 100 MB)")
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
+        "frame_size": [W, H], "workers": args.workers, "cpu_count": os.cpu_count(),
+        "load_average_at_end": os.getloadavg(), "platform": platform.platform(),
+        "decode_floor": {str(k): v for k, v in floors.items()}, "runs": runs, "summary": summary,
+        "stage_ms_per_triplet": stages,
+    }, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "_ingest":
+        cp = argparse.ArgumentParser()
+        cp.add_argument("_ingest")
+        cp.add_argument("--root", type=Path)
+        cp.add_argument("--n", type=int)
+        cp.add_argument("--flow")
+        cp.add_argument("--compression")
+        cp.add_argument("--workers", type=int)
+        cp.add_argument("--out", type=Path)
+        child_ingest(cp.parse_args())
+    else:
+        main()
