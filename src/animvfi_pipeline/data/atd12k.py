@@ -203,7 +203,7 @@ def read_image(path: Path, image_mode: str = "convert") -> np.ndarray:
     try:
         img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:
-        raise DataError(path, f"image cannot be decoded ({exc.msg.strip() if hasattr(exc, 'msg') else exc})") from exc
+        raise DataError(path, "image cannot be decoded") from exc
     if img is None:
         raise DataError(path, "image is corrupt, truncated or not an image")
 

@@ -27,7 +27,6 @@ from animvfi_pipeline.data.atd12k import (
     DIS_PRESETS,
     FLOW_SOURCES,
     IMAGE_MODES,
-    LoadedTriplet,
     TripletRecord,
     load_triplet,
     time_key,
