@@ -69,8 +69,9 @@ def test_gate_reacts_to_warping_disagreement_where_it_happens():
     agree = torch.zeros(1, 3, 32, 32)
     disagree = agree.clone()
     disagree[:, 0, 8:16, 8:16] = 0.8  # the warped frames disagree in one patch
-    _, g_agree = gate(skip, agree)
-    _, g_disagree = gate(skip, disagree)
+    with torch.no_grad():
+        _, g_agree = gate(skip, agree)
+        _, g_disagree = gate(skip, disagree)
     change = (g_agree - g_disagree).abs()[0, 0]
     assert float(change[8:16, 8:16].mean()) > 1e-3
     assert float(change[20:, 20:].max()) == 0.0  # far from the patch nothing changes
@@ -82,8 +83,9 @@ def test_backbone_gates_follow_the_disagreement_of_its_warped_inputs():
     x = inputs(1, 64, 64)
     y = {k: v.clone() for k, v in x.items()}
     y["warped1"][..., 8:24, 8:24] = 1.0 - y["warped1"][..., 8:24, 8:24]
-    finest_x = net(**x)["gates"][0][0, 0]
-    finest_y = net(**y)["gates"][0][0, 0]
+    with torch.no_grad():
+        finest_x = net(**x)["gates"][0][0, 0]
+        finest_y = net(**y)["gates"][0][0, 0]
     change = (finest_x - finest_y).abs()
     assert float(change[4:12, 4:12].mean()) > 10 * float(change[20:, 20:].mean() + 1e-9)
 

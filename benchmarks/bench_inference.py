@@ -1,0 +1,103 @@
+"""Inference cost of the VFI model on CPU: one 960x540 frame pair in, the middle frame out.
+
+For each backbone: parameters (M), GFLOPs (torch.utils.flop_counter), and the median seconds per
+frame of ``VFIModel.inference`` (flow + synthesis) over several runs after warm-up, batch 1,
+2 threads, inference mode. The flow network alone is timed too. Weights are random: they do not
+change the cost. Budget: 0.65 s/frame on a 2-core CPU.
+
+    python benchmarks/bench_inference.py [--runs 7] [--size 960x540] [--backbones unet resunet]
+
+Prints a table and writes benchmarks/results/inference.json. The CPU may be shared; the load
+average before and after is recorded so a slow figure can be told from a busy machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from animvfi_pipeline.models.synthesis import BACKBONES
+from animvfi_pipeline.models.vfi import VFIConfig, VFIModel
+from animvfi_pipeline.utils_io import atomic_path
+
+ROOT = Path(__file__).resolve().parents[1]
+BUDGET_S = 0.65
+
+
+def seconds(fn, runs: int, warmup: int = 2) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def measure(backbone: str, width: int, height: int, runs: int) -> dict:
+    torch.manual_seed(0)
+    model = VFIModel(VFIConfig(backbone=backbone)).eval()
+    img0, img1 = torch.rand(1, 3, height, width), torch.rand(1, 3, height, width)
+    with torch.inference_mode():
+        counter = FlopCounterMode(display=False)
+        with counter:
+            model.inference(img0, img1, 0.5)
+        total = seconds(lambda: model.inference(img0, img1, 0.5), runs)
+        flow = seconds(lambda: model.flownet(img0, img1), runs)
+    return {
+        "backbone": backbone,
+        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "flow_params_m": sum(p.numel() for p in model.flownet.parameters()) / 1e6,
+        "gflops": counter.get_total_flops() / 1e9,
+        "s_per_frame": statistics.median(total),
+        "s_per_frame_min": min(total),
+        "flow_s": statistics.median(flow),
+        "runs": runs,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--size", default="960x540", help="WIDTHxHEIGHT")
+    parser.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=BACKBONES)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "inference.json")
+    args = parser.parse_args()
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    torch.set_num_threads(args.threads)
+
+    load_before = os.getloadavg()
+    rows = [measure(b, width, height, args.runs) for b in args.backbones]
+    load_after = os.getloadavg()
+
+    print(f"VFI inference at {width}x{height}, batch 1, {args.threads} threads, median of {args.runs} runs")
+    print(f"{'backbone':<10} {'params (M)':>10} {'GFLOPs':>8} {'s/frame':>8} {'best':>6} {'flow s':>7}  budget")
+    for r in rows:
+        ok = "ok" if r["s_per_frame"] <= BUDGET_S else "OVER"
+        print(f"{r['backbone']:<10} {r['params_m']:>10.2f} {r['gflops']:>8.1f} {r['s_per_frame']:>8.3f} "
+              f"{r['s_per_frame_min']:>6.3f} {r['flow_s']:>7.3f}  {ok} (<= {BUDGET_S})")
+    print(f"load average before/after: {load_before[0]:.2f} / {load_after[0]:.2f} "
+          f"on {os.cpu_count()} CPUs (other processes slow every figure down)")
+
+    result = {
+        "size": [width, height], "threads": args.threads, "budget_s": BUDGET_S,
+        "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(), "load_average_before": load_before[0], "load_average_after": load_after[0],
+        "results": rows,
+    }
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
