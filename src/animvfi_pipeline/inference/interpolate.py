@@ -33,6 +33,7 @@ from animvfi_pipeline.inference.scenes import (
     DEFAULT_SCENE_THRESHOLD,
     ClipAnalysis,
     FrameAnalyzer,
+    thumbnail_size,
 )
 from animvfi_pipeline.inference.video_io import (
     ClipInfo,
@@ -131,7 +132,7 @@ def analyse_clip(info: ClipInfo, progress: bool = False) -> ClipAnalysis:
     analyzer = FrameAnalyzer()
     with tqdm(total=info.frame_count, unit="frame", desc="analysing", disable=not progress,
               dynamic_ncols=True) as bar:
-        for frame in read_frames(info):
+        for frame in read_frames(info, size=thumbnail_size(info.width, info.height)):
             analyzer.add(frame)
             bar.update()
     return analyzer.analysis
@@ -207,13 +208,14 @@ def _log_plan(info: ClipInfo, n: int, fps_out: Fraction, cuts: list[int], duplic
 
 def to_tensor(img: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """uint8 (H, W, 3) -> float (1, 3, H, W) in [0, 1]."""
+    # Move the uint8 pixels (a quarter of the float bytes) and convert on the device.
     return torch.from_numpy(np.ascontiguousarray(img)).to(device).permute(2, 0, 1)[None].float().div_(255.0)
 
 
 def to_images(x: torch.Tensor) -> list[np.ndarray]:
-    """float (B, 3, H, W) in [0, 1] -> list of uint8 (H, W, 3)."""
-    x = x.float().clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    return list(x)
+    """float (B, 3, H, W) in [0, 1] -> list of contiguous uint8 (H, W, 3)."""
+    x = x.float().mul(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu()
+    return list(x.numpy())
 
 
 @dataclass

@@ -27,12 +27,20 @@ DEFAULT_SCENE_THRESHOLD = 0.12
 DEFAULT_DUP_THRESHOLD = 0.07
 
 
+def thumbnail_size(width: int, height: int, long_side: int = THUMB_SIDE) -> tuple[int, int]:
+    """(w, h) of the analysis thumbnail: at most ``long_side`` on the long side, same aspect."""
+    scale = min(1.0, long_side / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def thumbnail(frame: np.ndarray, long_side: int = THUMB_SIDE) -> np.ndarray:
-    """``frame`` (H, W, 3) uint8 shrunk by area averaging to ``long_side``; float32 in [0, 1]."""
+    """``frame`` (H, W, 3) uint8 shrunk by area averaging to ``long_side``; float32 in [0, 1].
+
+    A frame already that small (e.g. decoded at thumbnail size) is only converted.
+    """
     h, w = frame.shape[:2]
-    scale = min(1.0, long_side / max(h, w))
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA) if scale < 1.0 else frame
+    size = thumbnail_size(w, h, long_side)
+    small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA) if size != (w, h) else frame
     return small.astype(np.float32) / 255.0
 
 

@@ -19,7 +19,7 @@ from typing import Iterator
 import av
 import cv2
 import numpy as np
-from av.video.reformatter import ColorRange, Colorspace, Interpolation
+from av.video.reformatter import ColorRange, Colorspace
 
 from animvfi_pipeline.errors import DataError
 
@@ -46,8 +46,6 @@ AUDIO_COPY_OK = {
     ".webm": {"opus", "vorbis"},
 }
 AUDIO_FALLBACK = {".webm": "libopus"}  # everything else: "aac"
-# swscale's default RGB<->YUV path truncates, shifting flat colours by ~2/255 per round trip.
-ACCURATE = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
 
 
 class OutputError(Exception):
@@ -119,21 +117,25 @@ def probe(path: str | Path, folder_fps: Fraction = Fraction(24)) -> ClipInfo:
         raise DataError(path, f"cannot be read as a video ({_reason(exc)})") from None
 
 
-def read_frames(info: ClipInfo) -> Iterator[np.ndarray]:
-    """Yield every frame of the clip in order, RGB uint8; DataError on a bad or truncated input."""
+def read_frames(info: ClipInfo, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
+    """Yield every frame of the clip in order, RGB uint8; DataError on a bad or truncated input.
+
+    ``size=(w, h)`` shrinks each frame (area averaging) as it is decoded: much cheaper than
+    decoding at full size when only thumbnails are needed.
+    """
     if info.is_folder:
-        yield from _read_folder(info)
+        yield from _read_folder(info, size)
     else:
-        yield from _read_video(info)
+        yield from _read_video(info, size)
 
 
-def _read_folder(info: ClipInfo) -> Iterator[np.ndarray]:
+def _read_folder(info: ClipInfo, size: tuple[int, int] | None) -> Iterator[np.ndarray]:
     for file in frame_files(info.path):
         img = _read_image(file)
         if img.shape[:2] != (info.height, info.width):
             raise DataError(file, f"is {img.shape[1]}x{img.shape[0]} but the first frame of "
                                   f"{info.path} is {info.width}x{info.height}; all frames must share one size")
-        yield img
+        yield img if size is None else cv2.resize(img, size, interpolation=cv2.INTER_AREA)
 
 
 def _read_image(file: Path) -> np.ndarray:
@@ -143,7 +145,7 @@ def _read_image(file: Path) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def _read_video(info: ClipInfo) -> Iterator[np.ndarray]:
+def _read_video(info: ClipInfo, size: tuple[int, int] | None) -> Iterator[np.ndarray]:
     n, end = 0, 0.0
     try:
         with av.open(str(info.path)) as container:
@@ -151,10 +153,13 @@ def _read_video(info: ClipInfo) -> Iterator[np.ndarray]:
             stream.thread_type = "AUTO"
             announced = _announced_duration(container, stream, info)
             for frame in container.decode(stream):
-                img = frame.reformat(format="rgb24", interpolation=ACCURATE).to_ndarray()
-                if img.shape[:2] != (info.height, info.width):
-                    raise DataError(info.path, f"frame {n} is {img.shape[1]}x{img.shape[0]}, not "
+                if (frame.width, frame.height) != (info.width, info.height):
+                    raise DataError(info.path, f"frame {n} is {frame.width}x{frame.height}, not "
                                                f"{info.width}x{info.height}; size changes mid-clip are not supported")
+                if size is None:
+                    img = frame.to_ndarray(format="rgb24")
+                else:
+                    img = frame.reformat(width=size[0], height=size[1], format="rgb24", interpolation="AREA").to_ndarray()
                 n += 1
                 if frame.pts is not None:
                     end = max(end, float(frame.pts * frame.time_base) - info.start_time + 1 / float(info.fps))
@@ -356,8 +361,9 @@ class VideoWriter:
             frame = np.pad(frame, ((0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
         if self.stream.pix_fmt == "yuv420p":
-            vf = vf.reformat(format="yuv420p", dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG,
-                             interpolation=ACCURATE)
+            # Convert with the matrix the stream is tagged with; left to swscale's untagged default,
+            # a decode-encode round trip shifts flat colours by about 2/255.
+            vf = vf.reformat(format="yuv420p", dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG)
         vf.pts = self.count
         self.count += 1
         for packet in self.stream.encode(vf):
