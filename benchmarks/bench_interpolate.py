@@ -1,7 +1,7 @@
 """Cost of `animvfi interpolate` beyond the network itself, and its memory on long clips.
 
 1. Overhead: for 960x540 and 1920x1080 clips, the seconds per output frame of the whole CLI
-   (``animvfi_pipeline.cli.main``: model loading, two decoding passes, cut/hold analysis, tensor
+   (``animvfi_pipeline.console.main``: model loading, two decoding passes, cut/hold analysis, tensor
    conversion, encoding) against the bare ``model.inference`` calls for the same in-betweens.
    Goal: the CLI adds less than 15 %.
 2. Memory: peak RSS of the CLI (a fresh process each) on a 1080p clip of 2 s and of 10 s.
@@ -91,7 +91,7 @@ def bare_forward(ckpt: Path, clip: Path) -> tuple[float, int]:
 
 
 def cli_run(ckpt: Path, clip: Path, out: Path, *extra: str) -> float:
-    from animvfi_pipeline.cli import main
+    from animvfi_pipeline.console import main
 
     start = time.perf_counter()
     code = main(["interpolate", str(clip), "-o", str(out), "--model", str(ckpt), "--device", "cpu",
@@ -104,12 +104,14 @@ def cli_run(ckpt: Path, clip: Path, out: Path, *extra: str) -> float:
 def peak_rss_mb(ckpt: Path, clip: Path, out: Path) -> float:
     """Peak resident memory of one CLI run in its own process."""
     code = (
-        "import resource, sys; from animvfi_pipeline.cli import main; "
+        "import resource, sys; from animvfi_pipeline.console import main; "
         f"rc = main(['interpolate', {str(clip)!r}, '-o', {str(out)!r}, '--model', {str(ckpt)!r}, "
         "'--device', 'cpu', '-q', '--overwrite', '--flow-scale', '0.25', '--preset', 'ultrafast']); "
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"animvfi failed on {clip.name}:\n{done.stderr}")
     return int(done.stdout.strip().splitlines()[-1]) / 1024
 
 

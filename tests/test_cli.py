@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
-from animvfi_pipeline.cli import main
+from animvfi_pipeline.console import main
 from animvfi_pipeline.inference.video_io import probe, read_frames
 
 H, W = 64, 96
