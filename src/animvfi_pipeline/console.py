@@ -1,5 +1,5 @@
 """The ``animvfi`` console script: ``animvfi interpolate INPUT -o OUTPUT [options]``.
-# Named console.py, not cli.py: Kedro treats <package>/cli.py as a home for `kedro` project commands.
+(Named console.py, not cli.py: Kedro treats <package>/cli.py as the home of `kedro` project commands.)
 
 User-facing messages go to stderr; a bad input, checkpoint or output location ends with one line
 naming the file and a non-zero exit code, never a traceback.
