@@ -20,3 +20,7 @@ CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
 }
+
+from animvfi_pipeline.hooks import MlflowModelAndMetricsHook  # noqa: E402
+
+HOOKS = (MlflowModelAndMetricsHook(),)
