@@ -108,9 +108,10 @@ def interpolate_clip(source: str | Path, output: str | Path, interpolator: Inter
     fps_out = cfg.fps if cfg.fps is not None else info.fps * cfg.factor
     cuts = analysis.cuts(cfg.scene_threshold)
     duplicates = analysis.duplicates(cfg.dup_threshold)
-    plan = schedule.plan_frames(n, info.fps, fps_out, cuts=cuts, duplicates=duplicates,
-                                dedup=cfg.dedup, max_hold=cfg.max_hold)
-    _log_plan(info, n, fps_out, cuts, duplicates, plan, cfg)
+    n_out = schedule.output_count(n, info.fps, fps_out)
+    plan = schedule.iter_plan(n, info.fps, fps_out, cuts=cuts, duplicates=duplicates, dedup=cfg.dedup,
+                              max_hold=cfg.max_hold)
+    _log_plan(info, n, n_out, fps_out, cuts, duplicates, cfg)
 
     with atomic_output(output, cfg.overwrite) as tmp:
         if is_folder_output(output):
@@ -118,13 +119,13 @@ def interpolate_clip(source: str | Path, output: str | Path, interpolator: Inter
         else:
             writer = VideoWriter(tmp, fps_out, info.width, info.height, cfg.video, input_codec=info.codec,
                                  audio_from=info.path if info.has_audio else None, audio_offset=info.start_time)
-        with writer, tqdm(total=len(plan), unit="frame", desc="interpolating", disable=not cfg.progress,
+        with writer, tqdm(total=n_out, unit="frame", desc="interpolating", disable=not cfg.progress,
                           dynamic_ncols=True) as bar:
-            render(plan, read_frames(info), interpolator, writer.write, on_frame=bar.update, source_name=info.path)
+            kinds = render(plan, read_frames(info), interpolator, writer.write, on_frame=bar.update,
+                           source_name=info.path)
     seconds = time.perf_counter() - started
-    log.debug("wrote %s: %d frames in %.1f s", output, len(plan), seconds)
-    return InterpolateResult(output, n, len(plan), info.fps, fps_out, cuts, duplicates,
-                             dict(Counter(f.kind for f in plan)), seconds)
+    log.debug("wrote %s: %d frames in %.1f s", output, n_out, seconds)
+    return InterpolateResult(output, n, n_out, info.fps, fps_out, cuts, duplicates, dict(kinds), seconds)
 
 
 def analyse_clip(info: ClipInfo, progress: bool = False) -> ClipAnalysis:
@@ -138,60 +139,64 @@ def analyse_clip(info: ClipInfo, progress: bool = False) -> ClipAnalysis:
     return analyzer.analysis
 
 
-def render(plan: Sequence[schedule.OutputFrame], frames: Iterable[np.ndarray], interpolator: Interpolator,
+def render(plan: Iterable[schedule.OutputFrame], frames: Iterable[np.ndarray], interpolator: Interpolator,
            write: Callable[[np.ndarray], None], on_frame: Callable[[], None] | None = None,
-           source_name: str | Path = "input") -> None:
+           source_name: str | Path = "input") -> Counter:
     """Second pass: produce every planned frame in order and hand it to ``write``.
 
-    Source frames are decoded in order and kept only while the plan still needs them (at most the
-    current pair and a frame of look-ahead). Consecutive in-betweens of one pair go to the
-    interpolator in one call, so it can batch them.
+    Source frames are decoded in order and kept only while the plan still asks for them: the
+    current pair at most, since frames skipped on the way to a later one are never asked for
+    again (see :func:`schedule.iter_plan`). Consecutive in-betweens of one pair go to the
+    interpolator in one call, so it can batch them. Returns the number of frames of each kind.
     """
-    needed = {f.src0 for f in plan} | {f.src1 for f in plan}
     cache: dict[int, np.ndarray] = {}
-    source = enumerate(frames)
+    source = iter(frames)
+    next_index = 0
 
     def get(i: int) -> np.ndarray:
+        nonlocal next_index
         while i not in cache:
-            k, frame = next(source, (None, None))
-            if k is None:
+            if i < next_index:
+                raise RuntimeError(f"the plan asked for source frame {i} after it was released")
+            frame = next(source, None)
+            if frame is None:
                 raise DataError(source_name, f"ended before frame {i} on the second read")
-            if k in needed:
-                cache[k] = frame
+            if next_index == i:
+                cache[i] = frame
+            next_index += 1
         return cache[i]
 
-    j = 0
-    while j < len(plan):
-        f = plan[j]
+    kinds: Counter = Counter()
+    plan = iter(plan)
+    pending = next(plan, None)
+    while pending is not None:
+        f, pending = pending, next(plan, None)
+        group = [f]
         if f.is_copy:
             results = [get(f.src0)]
-            j += 1
         else:
-            group = [f]
-            while j + len(group) < len(plan):
-                g = plan[j + len(group)]
-                if g.is_copy or (g.src0, g.src1) != (f.src0, f.src1):
-                    break
-                group.append(g)
+            while pending is not None and not pending.is_copy and (pending.src0, pending.src1) == (f.src0, f.src1):
+                group.append(pending)
+                pending = next(plan, None)
             img0, img1 = get(f.src0), get(f.src1)
             results = interpolator(img0, img1, [g.t for g in group])
             if len(results) != len(group) or any(r.shape != img0.shape or r.dtype != np.uint8 for r in results):
                 raise RuntimeError("interpolator must return one uint8 frame of the input's shape per t")
-            j += len(group)
-        for frame in results:
+        for g, frame in zip(group, results):
             write(frame)
+            kinds[g.kind] += 1
             if on_frame is not None:
                 on_frame()
-        if j < len(plan):
-            keep_from = plan[j].src0
-            for k in [k for k in cache if k < keep_from]:
-                del cache[k]
+        keep_from = pending.src0 if pending is not None else next_index
+        for k in [k for k in cache if k < keep_from]:
+            del cache[k]
+    return kinds
 
 
-def _log_plan(info: ClipInfo, n: int, fps_out: Fraction, cuts: list[int], duplicates: list[int],
-              plan: list[schedule.OutputFrame], cfg: InterpolateConfig) -> None:
+def _log_plan(info: ClipInfo, n: int, n_out: int, fps_out: Fraction, cuts: list[int], duplicates: list[int],
+              cfg: InterpolateConfig) -> None:
     log.info("%s: %d frames, %dx%d at %.3f fps -> %d frames at %.3f fps", info.path, n, info.width,
-             info.height, float(info.fps), len(plan), float(fps_out))
+             info.height, float(info.fps), n_out, float(fps_out))
     if cuts:
         shown = ", ".join(str(c) for c in cuts[:20]) + (" ..." if len(cuts) > 20 else "")
         log.info("%d scene cut(s), held not interpolated, before frame(s) %s", len(cuts), shown)

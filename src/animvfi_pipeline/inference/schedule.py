@@ -27,7 +27,9 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Iterable
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
 
 SOURCE = "source"  # a copy of the source frame at an integer position
 INTERPOLATED = "interpolated"
@@ -35,7 +37,7 @@ HOLD = "hold"  # a copy because the drawing does not change (duplicate, pause, e
 CUT = "cut"  # a copy because the two neighbours belong to different shots
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a feature film is ~200k of these
 class OutputFrame:
     """One output frame: ``src0`` copied (``t == 0``) or the in-between of ``src0``/``src1`` at ``t``."""
 
@@ -66,27 +68,32 @@ def output_count(n_src: int, fps_in: Fraction, fps_out: Fraction) -> int:
     return math.ceil(Fraction(n_src) * Fraction(fps_out) / Fraction(fps_in))
 
 
-def output_positions(n_src: int, fps_in: Fraction, fps_out: Fraction) -> list[Fraction]:
+def output_positions(n_src: int, fps_in: Fraction, fps_out: Fraction) -> Iterator[Fraction]:
     """Source position of every output frame (see the module docstring)."""
     step = Fraction(fps_in) / Fraction(fps_out)
-    return [j * step for j in range(output_count(n_src, fps_in, fps_out))]
+    return (j * step for j in range(output_count(n_src, fps_in, fps_out)))
 
 
-def usual_step(anchors: list[int], cuts: Iterable[int], max_hold: int) -> int:
+def usual_step(anchors: Sequence[int], cuts: Iterable[int], max_hold: int) -> int:
     """The clip's animation step: the most common gap (<= ``max_hold``) between drawings of a shot.
 
     1 for a clip on ones, 2 on twos; ties go to the smaller step, and a clip with no regular gaps
     counts as on ones.
     """
     cut_set = set(cuts)
-    gaps = Counter(b - a for a, b in zip(anchors, anchors[1:]) if b not in cut_set and b - a <= max_hold)
+    gaps = Counter(int(b - a) for a, b in zip(anchors, anchors[1:]) if b not in cut_set and b - a <= max_hold)
     if not gaps:
         return 1
     best = max(gaps.values())
     return min(g for g, count in gaps.items() if count == best)
 
 
-def plan_frames(
+def plan_frames(n_src: int, fps_in: Fraction, fps_out: Fraction, **options) -> list[OutputFrame]:
+    """The whole output timeline as a list (see :func:`iter_plan` for the arguments)."""
+    return list(iter_plan(n_src, fps_in, fps_out, **options))
+
+
+def iter_plan(
     n_src: int,
     fps_in: Fraction,
     fps_out: Fraction,
@@ -95,13 +102,16 @@ def plan_frames(
     duplicates: Iterable[int] = (),
     dedup: bool = False,
     max_hold: int = 3,
-) -> list[OutputFrame]:
-    """The whole output timeline.
+) -> Iterator[OutputFrame]:
+    """The output timeline, one frame at a time (a long film need not be planned in memory).
 
     n_src: number of source frames (>= 1). cuts: indices ``c`` of frames that start a new shot.
     duplicates: indices ``i`` of frames that repeat frame ``i - 1`` (held drawings).
     dedup: re-time from the distinct drawings (see module docstring). max_hold: longest hold, in
     frames, that still counts as animation timing (on ones/twos/threes) rather than a pause.
+
+    Source indices only grow along the timeline, and an in-between never needs a frame that lies
+    strictly between its two sources again later: the renderer relies on both to stream.
     """
     if n_src < 1:
         raise ValueError("need at least one source frame")
@@ -109,28 +119,22 @@ def plan_frames(
         raise ValueError(f"max_hold must be >= 1, got {max_hold}")
     cut_set = {c for c in cuts if 0 < c < n_src}
     dup_set = {d for d in duplicates if 0 < d < n_src} - cut_set
-    if dedup:
-        anchors = [i for i in range(n_src) if i not in dup_set]
-    else:
-        anchors = list(range(n_src))
+    # Per-frame bookkeeping as arrays: a few bytes per source frame, even for a feature film.
+    is_anchor = np.ones(n_src, dtype=bool)
+    if dedup and dup_set:
+        is_anchor[np.fromiter(dup_set, dtype=np.int64)] = False
+    anchors = np.flatnonzero(is_anchor)
     step = usual_step(anchors, cut_set, max_hold) if dedup else 1
-    # For each anchor: the next anchor in the same shot, or None at the end of a shot / the clip.
-    next_anchor: dict[int, int | None] = {}
-    for a, b in zip(anchors, anchors[1:] + [None]):
-        next_anchor[a] = None if b is None or b in cut_set else b
     # The anchor at or before each source frame (a duplicate shows the drawing of its anchor).
-    anchor_of = []
-    current = 0
-    anchor_set = set(anchors)
-    for i in range(n_src):
-        if i in anchor_set:
-            current = i
-        anchor_of.append(current)
+    anchor_of = np.maximum.accumulate(np.where(is_anchor, np.arange(n_src), 0))
+    # For each anchor: the next anchor in the same shot, or -1 at the end of a shot / the clip.
+    next_anchor = np.full(n_src, -1, dtype=np.int64)
+    next_anchor[anchors[:-1]] = anchors[1:]
+    if cut_set:
+        next_anchor[np.isin(next_anchor, np.fromiter(cut_set, dtype=np.int64))] = -1
 
-    frames = []
     for p in output_positions(n_src, fps_in, fps_out):
-        frames.append(_place(p, n_src, cut_set, dup_set, dedup, max_hold, step, anchor_of, next_anchor))
-    return frames
+        yield _place(p, n_src, cut_set, dup_set, dedup, max_hold, step, anchor_of, next_anchor)
 
 
 def _place(p, n_src, cut_set, dup_set, dedup, max_hold, step, anchor_of, next_anchor) -> OutputFrame:
@@ -146,11 +150,11 @@ def _place(p, n_src, cut_set, dup_set, dedup, max_hold, step, anchor_of, next_an
             return OutputFrame(p, i, i, 0.0, HOLD)
         return OutputFrame(p, i, i + 1, float(frac), INTERPOLATED)
 
-    a = anchor_of[i]
+    a = int(anchor_of[i])
     if p == a:
         return OutputFrame(p, a, a, 0.0, SOURCE)
-    b = next_anchor[a]
-    if b is None:
+    b = int(next_anchor[a])
+    if b < 0:
         return OutputFrame(p, a, a, 0.0, HOLD)
     gap = b - a
     start = a if gap <= max_hold else b - min(step, gap)
