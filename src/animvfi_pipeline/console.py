@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "See docs/interpolate.md for examples.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    p.set_defaults(subparser=p)  # so that usage errors show this command's usage
     p.add_argument("input", type=Path, help="video file (mp4, mkv, webm, gif, ...) or folder of PNG/JPG frames")
     p.add_argument("-o", "--output", type=Path, required=True,
                    help="output video (.mp4, .mkv, .mov, .webm, .gif) or folder for PNG frames (no suffix)")
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     _setup_logging(args.quiet)
     try:
-        return _interpolate(parser, args)
+        return _interpolate(args.subparser, args)
     except (DataError, CheckpointError) as exc:
         return _fail(exc)
     except KeyboardInterrupt:

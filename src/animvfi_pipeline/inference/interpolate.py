@@ -21,6 +21,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+import av
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -114,18 +115,27 @@ def interpolate_clip(source: str | Path, output: str | Path, interpolator: Inter
     _log_plan(info, n, n_out, fps_out, cuts, duplicates, cfg)
 
     with atomic_output(output, cfg.overwrite) as tmp:
-        if is_folder_output(output):
-            writer = FolderWriter(tmp)
-        else:
-            writer = VideoWriter(tmp, fps_out, info.width, info.height, cfg.video, input_codec=info.codec,
-                                 audio_from=info.path if info.has_audio else None, audio_offset=info.start_time)
+        writer = _open_writer(output, tmp, info, fps_out, cfg)
         with writer, tqdm(total=n_out, unit="frame", desc="interpolating", disable=not cfg.progress,
                           dynamic_ncols=True) as bar:
-            kinds = render(plan, read_frames(info), interpolator, writer.write, on_frame=bar.update,
-                           source_name=info.path)
+            try:
+                kinds = render(plan, read_frames(info), interpolator, writer.write, on_frame=bar.update,
+                               source_name=info.path)
+            except av.FFmpegError as exc:  # the reader raises DataError; this is the encoder or muxer
+                raise OutputError(output, f"could not be encoded ({exc})") from None
     seconds = time.perf_counter() - started
     log.debug("wrote %s: %d frames in %.1f s", output, n_out, seconds)
     return InterpolateResult(output, n, n_out, info.fps, fps_out, cuts, duplicates, dict(kinds), seconds)
+
+
+def _open_writer(output: Path, tmp: Path, info: ClipInfo, fps_out: Fraction, cfg: InterpolateConfig):
+    if is_folder_output(output):
+        return FolderWriter(tmp)
+    try:
+        return VideoWriter(tmp, fps_out, info.width, info.height, cfg.video, input_codec=info.codec,
+                           audio_from=info.path if info.has_audio else None, audio_offset=info.start_time)
+    except (av.FFmpegError, ValueError) as exc:  # e.g. a codec the container cannot hold
+        raise OutputError(output, f"cannot be encoded ({exc})") from None
 
 
 def analyse_clip(info: ClipInfo, progress: bool = False) -> ClipAnalysis:

@@ -280,8 +280,10 @@ class VideoSettings:
 def choose_video_codec(suffix: str, input_codec: str | None, requested: str | None) -> str:
     """The encoder for this container: ``requested`` if given, else the best one available."""
     if requested:
-        if requested not in av.codecs_available:
-            raise ValueError(f"video codec {requested!r} is not available in this FFmpeg build")
+        try:
+            av.codec.Codec(requested, "w")
+        except (av.FFmpegError, ValueError):
+            raise ValueError(f"no video encoder called {requested!r} in this FFmpeg build") from None
         return requested
     candidates = list(VIDEO_ENCODERS.get(suffix.lower(), ("libx264",)))
     if input_codec and suffix.lower() != ".gif":
