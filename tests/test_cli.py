@@ -311,6 +311,13 @@ def test_unwritable_output_location(capsys, tmp_path, clip):
     assert code == 1 and "report.txt/out.mp4: cannot create its folder" in err
 
 
+def test_codec_the_container_cannot_hold(capsys, tmp_path, clip):
+    out = tmp_path / "out.gif"
+    code, err = run(capsys, clip, "-o", out, "--model", "classical", "--codec", "libx264", "-q")
+    assert code == 1 and "out.gif: cannot be encoded" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_existing_output_needs_overwrite(capsys, tmp_path, clip):
     out = tmp_path / "out.mp4"
     out.write_bytes(b"precious")
