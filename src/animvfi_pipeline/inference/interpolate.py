@@ -7,7 +7,7 @@ The work is split so that each part can be tested alone:
   (:func:`classical_interpolator`), or anything a test supplies;
 - :func:`interpolate_clip` reads the input twice, never holding more than a few frames: a first
   pass finds cuts and held drawings on thumbnails (and proves the input decodes before anything is
-  written), a second pass renders the plan from :func:`schedule.plan_frames` through the
+  written), a second pass renders the timeline of :func:`schedule.iter_plan` through the
   interpolator into a writer that only becomes visible under the output name when complete.
 """
 from __future__ import annotations
@@ -314,6 +314,7 @@ class ModelInterpolator:
         return scaled_inference(self.model, img0, img1, t, scale)
 
 
+@torch.no_grad()
 def scaled_inference(model: torch.nn.Module, img0: torch.Tensor, img1: torch.Tensor, t: torch.Tensor,
                      scale: float) -> torch.Tensor:
     """Run ``model`` at ``scale`` and apply its motion at full resolution.
