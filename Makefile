@@ -12,7 +12,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install run test viz viz-build graph-image mlflow-ui benchmarks clean
+.PHONY: install run test repro viz viz-build graph-image mlflow-ui benchmarks clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,14 +27,24 @@ run: $(VENV)/.installed   ## generate the embedded dataset, train, evaluate
 test: $(VENV)/.installed  ## the whole test suite
 	$(BIN)/pytest
 
-viz: $(VENV)/.installed
-	$(BIN)/kedro viz run --host 127.0.0.1 --no-browser
+repro: $(VENV)/.installed  ## the same stages through DVC (reruns only what changed)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+
+viz: $(VENV)/.installed       ## Kedro-Viz on http://127.0.0.1:4141
+	$(BIN)/kedro viz run --host 127.0.0.1 --port 4141 --no-browser
+
+viz-build: $(VENV)/.installed ## static Kedro-Viz site in build/, offline
+	$(BIN)/kedro viz build
+
+graph-image: $(VENV)/.installed ## docs/images/pipeline.png from the Kedro-Viz build, via headless Chromium
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	$(PY) tools/render_pipeline_graph.py
 
 mlflow-ui: $(VENV)/.installed
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
 
 benchmarks: $(VENV)/.installed
-	$(PY) benchmarks/bench_ingestion.py
+	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf data/02_intermediate/* data/06_models/* data/08_reporting/*
