@@ -272,8 +272,9 @@ def train(
         )
         if improved:
             best_metric, best_epoch = value, epoch + 1
-        logger.log_metrics({f"{stage}/{k}": v for k, v in row.items() if k not in ("epoch", "step")}
-                           | {f"{stage}/epoch": epoch + 1}, step)
+        # Per-step curves own the plain names (flow/train_loss); epoch means get an epoch_ prefix.
+        logger.log_metrics({f"{stage}/{k}" if k.startswith("val_") else f"{stage}/epoch_{k}": v
+                            for k, v in row.items() if k != "step"}, step)
         log.info("%s epoch %d/%d: train_loss %.4f, %s (best %.4f at epoch %d), %.1f samples/s",
                  stage, epoch + 1, cfg.epochs, row["train_loss"],
                  ", ".join(f"val_{k} {v:.4f}" for k, v in val.items()) or "no validation",
