@@ -194,3 +194,12 @@ def test_lr_warms_up_then_decays_to_the_floor():
     assert all(a <= b for a, b in zip(lrs[:10], lrs[1:10]))
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
     assert lrs[-1] == pytest.approx(0.1, abs=1e-3)
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_forced_mixed_precision_and_channels_last_still_train(tmp_path, amp):
+    cfg = _cfg(tmp_path, epochs=2, amp=amp, channels_last=True)
+    result = train(ToyTask(), ToyData(16), ToyData(8, offset=100), cfg)
+    assert result.bad_steps == 0
+    assert result.history["val_mse"].iloc[-1] < result.history["val_mse"].iloc[0]
+    assert all(p.dtype == torch.float32 for p in result.model.parameters())  # weights stay fp32
