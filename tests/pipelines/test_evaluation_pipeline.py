@@ -52,7 +52,8 @@ def _history() -> pd.DataFrame:
 def _catalog(tmp_path, project_root, inputs: dict) -> DataCatalog:
     """The project's evaluation catalog entries, written under tmp_path instead of data/."""
     config = yaml.safe_load((project_root / "conf/base/catalog.yml").read_text())
-    entries = {name: dict(config[name]) for name in OUTPUTS}
+    # Unwrap kedro-mlflow's artifact wrappers: here we test the files, not MLflow logging.
+    entries = {name: dict(config[name].get("dataset", config[name])) for name in OUTPUTS}
     for entry in entries.values():
         entry["filepath"] = str(tmp_path / entry["filepath"])
     catalog = DataCatalog.from_config(entries)
