@@ -85,7 +85,7 @@ def main() -> None:
         flow_ckpt = FlowTask(flow_conf["flow_model"]).make_checkpoint(flownet)
         task = VFITask(vfi_conf["vfi_model"], flow_ckpt, vfi_conf["vfi_training"]["loss"])
         data = {**vfi_conf["vfi_training"]["data"], "crop": [CROP, CROP]}
-        train_set, val_set = make_datasets(store, data, seed=0)
+        train_set, val_set = make_datasets(store, data, seed=0, flows=False)
         val_set = torch.utils.data.Subset(val_set, [])  # throughput only
         cfg = TrainConfig(epochs=1, batch_size=BATCH, lr=1e-4, warmup_steps=1, device="cpu",
                           num_workers=workers, log_every=1, max_steps_per_epoch=steps, progress=False)

@@ -135,6 +135,13 @@ def test_a_store_without_flow_gives_samples_without_flow():
     assert s["img0"].shape == s["target"].shape == (3, 24, 24)
 
 
+def test_flows_can_be_left_unread():
+    store = TranslationStore()
+    store.flows = None  # must not be called
+    s = TripletDataset(store, "train", flows=False)[0]
+    assert "flow_01" not in s and s["img0"].shape == (3, H, W)
+
+
 def test_crop_larger_than_the_frames_is_a_data_error_naming_the_store():
     with pytest.raises(DataError, match="memory://translation.*larger"):
         TripletDataset(TranslationStore(), "train", crop=(64, 64))

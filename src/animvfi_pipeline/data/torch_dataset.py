@@ -31,6 +31,8 @@ class TripletDataset(Dataset):
     augment: random crop, horizontal and vertical flips, temporal reversal.
     times: ``"middle"`` trains on frame2 (t = 0.5) only; ``"all"`` adds the store's extra frames
         at their own t (arbitrary-t training), one sample per target frame.
+    flows: ``False`` skips reading the flows (VFI training does not need them; at 960x540 they
+        are most of the bytes read per sample).
     """
 
     def __init__(
@@ -41,6 +43,7 @@ class TripletDataset(Dataset):
         augment: bool = False,
         times: str = "middle",
         seed: int = 0,
+        flows: bool = True,
     ):
         if times not in ("middle", "all"):
             raise ValueError(f"times must be 'middle' or 'all', not {times!r}")
@@ -59,7 +62,7 @@ class TripletDataset(Dataset):
         rows = np.asarray(store.indices(split), dtype=np.int64)
         targets = [MIDDLE]
         self.extra_times = [float(t) for t in (store.extra_times or [])]
-        self.with_flows = bool(getattr(store, "has_flows", True))
+        self.with_flows = flows and bool(getattr(store, "has_flows", True))
         if times == "all":
             targets += list(range(len(self.extra_times)))
         # (store row, target) pairs; plain integer arrays pickle cheaply to workers.

@@ -147,11 +147,13 @@ class VFITask:
 # -- what each training process runs ----------------------------------------------------------
 
 
-def make_datasets(store: Any, data: dict[str, Any], seed: int) -> tuple[TripletDataset, TripletDataset]:
+def make_datasets(store: Any, data: dict[str, Any], seed: int, flows: bool = True
+                  ) -> tuple[TripletDataset, TripletDataset]:
     """Training split (augmented crops) and validation split (fixed, t = 0.5). Never the test split."""
     train_set = TripletDataset(store, "train", crop=data.get("crop"), augment=data.get("augment", True),
-                               times=data.get("times", "middle"), seed=seed)
-    val_set = TripletDataset(store, "val", crop=data.get("val_crop"), augment=False, times="middle", seed=seed)
+                               times=data.get("times", "middle"), seed=seed, flows=flows)
+    val_set = TripletDataset(store, "val", crop=data.get("val_crop"), augment=False, times="middle", seed=seed,
+                             flows=flows)
     log.info("training on %d samples, validating on %d", len(train_set), len(val_set))
     return train_set, val_set
 
@@ -170,7 +172,7 @@ def fit_vfi(store: Any, flow_checkpoint: dict[str, Any], model_params: dict[str,
     cfg = TrainConfig.from_dict(dict(training_params.get("loop", {})))
     task = VFITask(model_params, flow_checkpoint, training_params.get("loss"),
                    training_params.get("perceptual_weights"))
-    train_set, val_set = make_datasets(store, training_params.get("data", {}), cfg.seed)
+    train_set, val_set = make_datasets(store, training_params.get("data", {}), cfg.seed, flows=False)
     return train(task, train_set, val_set, cfg, _logger(training_params))
 
 
