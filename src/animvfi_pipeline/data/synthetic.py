@@ -125,6 +125,8 @@ def write_synthetic_atd12k(root: str | Path, cfg: SyntheticConfig, progress: boo
     records = []
     with atomic_path(root) as tmp:
         tmp.mkdir(parents=True)
+        for _, split_dir, _ in SPLITS:
+            (tmp / split_dir).mkdir()
         jobs = [_ClipJob(**{**asdict(j), "out": str(tmp)}) for j in jobs]
         with tqdm(total=n_total, desc="synthetic ATD-12K", unit="triplet", disable=not progress) as bar:
             if cfg.workers == 1 or len(jobs) <= 1:
@@ -194,7 +196,7 @@ def _render_clip(job: _ClipJob) -> list[dict]:
         win = scene.window(k)
         name = f"{clip_name(job.index)}_{2 * k:06d}_s1"
         folder = out / job.split_dir / name
-        folder.mkdir(parents=True)
+        folder.mkdir(parents=True, exist_ok=False)
         for i, t in enumerate((0.0, 0.5, 1.0), start=1):
             _write_image(folder / f"frame{i}{job.ext}", win.render(t), job.jpeg_quality)
         flows = out / "gt_flows" / job.split_dir / name
