@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
+import sys
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
@@ -46,6 +48,8 @@ STUDIOS = ("Japan", "Disney")  # east / west, alternating clip by clip
 CLIPS_PER_VIDEO = 3
 # (split, directory, frame extension): train is JPEG like ATD-12K's train_10k, test is PNG.
 SPLITS = (("train", "train_10k", ".jpg"), ("test", "test_2k_540p", ".png"))
+# Same choice as data/h5store.py: workers start clean, and quickly after the first one.
+_MP_CONTEXT = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
 @dataclass
@@ -129,13 +133,13 @@ def write_synthetic_atd12k(root: str | Path, cfg: SyntheticConfig, progress: boo
             (tmp / split_dir).mkdir()
         jobs = [_ClipJob(**{**asdict(j), "out": str(tmp)}) for j in jobs]
         with tqdm(total=n_total, desc="synthetic ATD-12K", unit="triplet", disable=not progress) as bar:
-            if cfg.workers == 1 or len(jobs) <= 1:
+            if cfg.workers == 1 or len(jobs) <= 1 or not _workers_can_start():
                 for job in jobs:
                     records += _render_clip(job)
                     bar.update(job.n_triplets)
             else:
-                # spawn, not fork: the parent may hold threads (tqdm, torch) that fork would copy badly.
-                ctx = multiprocessing.get_context("spawn")
+                # Not fork: the parent may hold threads (tqdm, torch, Kedro) that a fork copies badly.
+                ctx = multiprocessing.get_context(_MP_CONTEXT)
                 with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx) as pool:
                     for fut in as_completed([pool.submit(_render_clip, job) for job in jobs]):
                         done = fut.result()
@@ -144,6 +148,16 @@ def write_synthetic_atd12k(root: str | Path, cfg: SyntheticConfig, progress: boo
         (tmp / SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n")
     _log_summary(root, records)
     return root
+
+
+def _workers_can_start() -> bool:
+    # Spawned and forkserver workers re-import the caller's main module; a script piped on stdin
+    # has none to import, so render in this process instead of failing.
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if main_file is not None and not os.path.exists(main_file):
+        logger.info("main module %s cannot be re-imported by worker processes; rendering in-process", main_file)
+        return False
+    return True
 
 
 def _is_up_to_date(root: Path, spec: dict) -> bool:
