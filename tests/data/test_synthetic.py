@@ -226,7 +226,8 @@ def test_triplets_of_a_clip_are_consecutive_windows(written):
     for p in sorted((root / "train_10k").iterdir()):
         clips.setdefault(p.name.rsplit("_", 2)[0], []).append(p.name)
     first, second = next(names for names in clips.values() if len(names) == 2)
-    assert (root / "train_10k" / first / "frame3.jpg").read_bytes() == (root / "train_10k" / second / "frame1.jpg").read_bytes()
+    frame3 = (root / "train_10k" / first / "frame3.jpg").read_bytes()
+    assert frame3 == (root / "train_10k" / second / "frame1.jpg").read_bytes()
 
 
 def test_output_does_not_depend_on_the_number_of_workers(written, tmp_path):

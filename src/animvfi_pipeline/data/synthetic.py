@@ -75,7 +75,8 @@ class SyntheticConfig:
             problems.append("n_train and n_test must be >= 0")
         if self.triplets_per_clip < 1:
             problems.append("triplets_per_clip must be >= 1")
-        if any(not 0.0 < t < 1.0 for t in self.extra_times) or len(set(np.round(self.extra_times, 3))) < len(self.extra_times):
+        distinct = len(set(np.round(self.extra_times, 3))) == len(self.extra_times)
+        if any(not 0.0 < t < 1.0 for t in self.extra_times) or not distinct:
             problems.append(f"extra_times must be distinct (to 3 decimals) and inside (0, 1), got {self.extra_times}")
         if not 1 <= self.jpeg_quality <= 100:
             problems.append(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
@@ -185,7 +186,7 @@ def _is_up_to_date(root: Path, spec: dict) -> bool:
 
 def _plan(root: Path, cfg: SyntheticConfig) -> list[_ClipJob]:
     jobs, index = [], 0
-    for (split, split_dir, ext), n in zip(SPLITS, (cfg.n_train, cfg.n_test)):
+    for (split, split_dir, ext), n in zip(SPLITS, (cfg.n_train, cfg.n_test), strict=True):
         for start in range(0, n, cfg.triplets_per_clip):
             jobs.append(_ClipJob(str(root), split, split_dir, ext, index, min(cfg.triplets_per_clip, n - start),
                                  cfg.seed, cfg.width, cfg.height, cfg.extra_times, cfg.jpeg_quality,

@@ -66,32 +66,37 @@ def _arc(cx, cy, r, a0, a1, n=8):
     return np.stack([cx + r * np.cos(a), cy + r * np.sin(a)], axis=1)
 
 
-# -- foreground pieces: canonical origin = pivot (centre), +y down; return parts, radius, base_y --
+# Foreground pieces are built in canonical units around their pivot (the centre), +y down.
 def _character(st: _Style, h: float):
+    """A chibi character of height h: parts (back to front), radius, y of the feet."""
     rng = st.rng
-    j = lambda v: v * rng.uniform(0.88, 1.12)  # noqa: E731 - proportions jitter
-    skin, cloth, pants, hair = (np.array(SKIN[rng.integers(len(SKIN))]), st.colour(), st.colour(v=(0.3, 0.6)),
-                                st.colour(s=(0.5, 0.95)))
+    j = lambda v: v * rng.uniform(0.88, 1.12)  # noqa: E731 - jitter the proportions
+    skin = np.array(SKIN[rng.integers(len(SKIN))])
+    cloth, pants, hair = st.colour(), st.colour(v=(0.3, 0.6)), st.colour(s=(0.5, 0.95))
     iris = st.colour(s=(0.6, 1.0), v=(0.4, 0.8))
     parts = []
-    for sx in (-1, 1):
-        parts.append(st.part(Capsule(sx * j(0.1) * h, 0.2 * h, sx * j(0.12) * h, 0.44 * h, j(0.06) * h), pants, 0.1 * h))
-    bw, bt = j(0.2) * h, j(0.17) * h
+    for sx in (-1, 1):  # legs
+        leg = Capsule(sx * j(0.1) * h, 0.2 * h, sx * j(0.12) * h, 0.44 * h, j(0.06) * h)
+        parts.append(st.part(leg, pants, 0.1 * h))
+    bw, bt = j(0.2) * h, j(0.17) * h  # body: a trapezoid, wider at the hem, with a collar line
     body = RoundedPolygon(np.array([[-bt, -0.05 * h], [bt, -0.05 * h], [bw, 0.26 * h], [-bw, 0.26 * h]]), 0.04 * h)
-    parts.append(st.part(body, cloth, 0.35 * h, strokes=[st.stroke([[-0.08 * h, -0.02 * h], [0, 0.06 * h], [0.08 * h, -0.02 * h]])]))
-    for sx in (-1, 1):
+    collar = st.stroke(np.array([[-0.08, -0.02], [0.0, 0.06], [0.08, -0.02]]) * h)
+    parts.append(st.part(body, cloth, 0.35 * h, strokes=[collar]))
+    for sx in (-1, 1):  # arms at a random angle from the shoulder, hands on the end
         a = rng.uniform(0.2, 1.3)
         ex, ey = sx * (0.18 * h + 0.22 * h * math.sin(a)), -0.02 * h + 0.22 * h * math.cos(a)
         parts.append(st.part(Capsule(sx * 0.17 * h, 0.0, ex, ey, j(0.05) * h), cloth, 0.1 * h))
         parts.append(st.part(Ellipse(ex, ey, 0.055 * h, 0.055 * h), skin, 0.1 * h))
     hy, hr = -0.25 * h, j(0.2) * h
-    # Spiky back hair behind the head, the face, then a fringe cap over the top of the head.
-    parts.append(st.part(PolarBlob(0.0, hy - 0.03 * h, hr * 1.12, n=int(rng.integers(6, 10)), amount=0.18,
-                                   sharp=float(rng.uniform(1.5, 3.0)), phase=float(rng.uniform(0, 6.3))), hair, 0.2 * h))
-    parts.append(st.part(Ellipse(0.0, hy, hr, hr * 0.95), skin, 0.4 * h,
-                         strokes=[st.stroke(_arc(0, hy + 0.05 * h, 0.04 * h, 0.5, 2.6, 6))]))
-    parts.append(st.part(Ellipse(0.0, hy - 0.62 * hr, hr * 1.02, hr * 0.5, float(rng.uniform(-0.2, 0.2))), hair, 0.25 * h))
-    for sx in (-1, 1):
+    # Spiky back hair behind the head, the face with its mouth, then a fringe cap over the top.
+    back_hair = PolarBlob(0.0, hy - 0.03 * h, hr * 1.12, n=int(rng.integers(6, 10)), amount=0.18,
+                          sharp=rng.uniform(1.5, 3.0), phase=rng.uniform(0, 6.3))
+    parts.append(st.part(back_hair, hair, 0.2 * h))
+    mouth = st.stroke(_arc(0, hy + 0.05 * h, 0.04 * h, 0.5, 2.6, 6))
+    parts.append(st.part(Ellipse(0.0, hy, hr, hr * 0.95), skin, 0.4 * h, strokes=[mouth]))
+    fringe = Ellipse(0.0, hy - 0.62 * hr, hr * 1.02, hr * 0.5, rng.uniform(-0.2, 0.2))
+    parts.append(st.part(fringe, hair, 0.25 * h))
+    for sx in (-1, 1):  # eyes: outlined white, iris, highlight
         ex, ey = sx * 0.08 * h, hy + 0.01 * h
         parts.append(st.part(Ellipse(ex, ey, 0.04 * h, 0.055 * h), (1.0, 1.0, 1.0), 0.05 * h, shade=False))
         parts.append(Part(Ellipse(ex, ey + 0.01 * h, 0.026 * h, 0.04 * h), iris))
@@ -107,8 +112,9 @@ def _prop(st: _Style, kind: str, r: float):
                 Part(Ellipse(-0.35 * r, -0.4 * r, 0.18 * r, 0.12 * r, -0.6), np.ones(3))]
     if kind == "star":
         # No cel shadow: a shifted copy of a spiky shape leaves hairline slivers, not a shadow.
-        return [st.part(PolarBlob(0, 0, r, n=5, amount=0.32, sharp=1.3, phase=-np.pi / 2), _hsv(0.13, 0.8, 1.0), 2 * r,
-                        shade=False), Part(Ellipse(-0.2 * r, -0.25 * r, 0.12 * r, 0.08 * r, -0.5), np.ones(3))]
+        star = PolarBlob(0, 0, r, n=5, amount=0.32, sharp=1.3, phase=-np.pi / 2)
+        return [st.part(star, _hsv(0.13, 0.8, 1.0), 2 * r, shade=False),
+                Part(Ellipse(-0.2 * r, -0.25 * r, 0.12 * r, 0.08 * r, -0.5), np.ones(3))]
     if kind == "slime":
         body = st.part(PolarBlob(0, 0, r, n=3, amount=0.08, wobble=0.08, phase=float(rng.uniform(0, 6))), c, 2 * r)
         eyes = [Part(Ellipse(sx * 0.3 * r, -0.2 * r, 0.1 * r, 0.16 * r), INK) for sx in (-1, 1)]
@@ -127,7 +133,8 @@ def _prop(st: _Style, kind: str, r: float):
         v = np.stack([r * np.cos(a), 0.7 * r * np.sin(a)], axis=1)
         return [st.part(RoundedPolygon(v, 0.15 * r), _hsv(0.1, 0.15, rng.uniform(0.5, 0.7)), 2 * r)]
     if kind == "bush":
-        circ = np.array([[x, 0.25 * r - 0.3 * r * math.cos(x / r), 0.45 * r] for x in np.linspace(-0.8 * r, 0.8 * r, 5)])
+        xs = np.linspace(-0.8 * r, 0.8 * r, 5)
+        circ = np.array([[x, 0.25 * r - 0.3 * r * math.cos(x / r), 0.45 * r] for x in xs])
         return [st.part(CircleUnion(circ), _hsv(rng.uniform(0.25, 0.38), 0.6, 0.55), 2 * r)]
     # tree
     return [st.part(Capsule(0, 0.2 * r, 0, r, 0.14 * r), _hsv(0.07, 0.5, 0.45), r),
@@ -142,7 +149,8 @@ def _background(st: _Style, ref_w: float, ref_h: float, K: int) -> list[Layer]:
     top, horizon = _hsv(hue, 0.55, 0.85), _hsv(hue + 0.05, 0.25, 1.0)
     # Painted look: a faint brightness swing from three slow waves.
     tex = lambda: [(*rng.uniform(-0.06, 0.06, 2), rng.uniform(0, 6.3)) for _ in range(3)]  # noqa: E731
-    sky = [Part(Everywhere(), top, gradient=(0.0, 1.0, (horizon - top) / (0.7 * ref_h)), texture=tex(), texture_amp=0.04)]
+    sky = [Part(Everywhere(), top, gradient=(0.0, 1.0, (horizon - top) / (0.7 * ref_h)),
+                texture=tex(), texture_amp=0.04)]
     span = (-ref_w * (1 + 0.2 * K), ref_w * (2 + 0.2 * K))  # the camera may pan either way
     for _ in range(int(rng.integers(3, 7))):
         cx, cy, r = rng.uniform(*span), rng.uniform(0.05, 0.45) * ref_h, rng.uniform(8, 18)
@@ -222,8 +230,8 @@ def make_scene(seed: int, width: int, height: int, level: int | None = None,
     # Held cels: one standing in the scene, sometimes one in front at a bottom corner.
     r = rng.uniform(0.12, 0.2) * ref_h
     kind = str(rng.choice(("tree", "rock", "box", "bush")))
-    layers.append(place("held_" + kind, _prop(st, kind, r), r, r, rng.uniform(0.08, 0.92) * ref_w, 0.78 * ref_h - r * 0.3,
-                        held=True))
+    x, y = rng.uniform(0.08, 0.92) * ref_w, 0.78 * ref_h - r * 0.3
+    layers.append(place("held_" + kind, _prop(st, kind, r), r, r, x, y, held=True))
     moving = []
     for _ in range(int(rng.integers(1, 3))):
         r = rng.uniform(0.07, 0.13) * ref_h
@@ -233,7 +241,8 @@ def make_scene(seed: int, width: int, height: int, level: int | None = None,
     if rng.random() < 0.65:
         h = rng.uniform(0.5, 0.72) * ref_h
         parts, radius, base_y = _character(st, h)
-        primary = place("character", parts, radius, base_y, rng.uniform(0.35, 0.65) * ref_w, rng.uniform(0.45, 0.55) * ref_h)
+        x, y = rng.uniform(0.35, 0.65) * ref_w, rng.uniform(0.45, 0.55) * ref_h
+        primary = place("character", parts, radius, base_y, x, y)
     else:
         r = rng.uniform(0.16, 0.24) * ref_h
         kind = str(rng.choice(("ball", "star", "slime", "gem")))
@@ -330,7 +339,11 @@ def _max_sample_displacement(movers, camera, w, ref_w, ref_h) -> float:
         x, y = layer.samples.T
         ax, ay = layer.forward(layer.params(w, pa), x, y)
         bx, by = layer.forward(layer.params(w + 1, pb), x, y)
-        seen = ((ax >= 0) & (ax <= ref_w) & (ay >= 0) & (ay <= ref_h)) | ((bx >= 0) & (bx <= ref_w) & (by >= 0) & (by <= ref_h))
+        seen = _in_frame(ax, ay, ref_w, ref_h) | _in_frame(bx, by, ref_w, ref_h)
         if seen.any():
             best = max(best, float(np.hypot(bx - ax, by - ay)[seen].max()))
     return best
+
+
+def _in_frame(x, y, ref_w, ref_h):
+    return (x >= 0) & (x <= ref_w) & (y >= 0) & (y <= ref_h)

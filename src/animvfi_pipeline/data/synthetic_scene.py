@@ -303,7 +303,8 @@ class CartoonScene:
     def moving_layers(self, t_a: float = 0.0, t_b: float = 1.0) -> list[int]:
         """Indices of foreground layers that move on screen between t_a and t_b."""
         tau_a, tau_b = self.offset + t_a, self.offset + t_b
-        return [i for i, l in enumerate(self.layers) if not l.background and not self._static(l, tau_a, tau_b)]
+        return [i for i, layer in enumerate(self.layers)
+                if not layer.background and not self._static(layer, tau_a, tau_b)]
 
     def motion_roi(self, t_a: float = 0.0, t_b: float = 1.0) -> tuple[int, int, int, int]:
         """(x, y, w, h) box around moving foreground content at t_a and t_b (whole frame if none)."""

@@ -180,7 +180,8 @@ class Terrain(Shape):
 
     def __post_init__(self):
         self.base = float(self.base)
-        self._waves = [(float(a), float(f), float(p)) for a, f, p in zip(self.amps, self.freqs, self.phases)]
+        waves = zip(self.amps, self.freqs, self.phases, strict=True)
+        self._waves = [(float(a), float(f), float(p)) for a, f, p in waves]
 
     def height(self, x):
         return self.base + sum(a * np.sin(f * x + p) for a, f, p in self._waves)
