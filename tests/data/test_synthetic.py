@@ -248,8 +248,8 @@ def test_rerun_with_the_same_spec_rewrites_nothing(written):
 
 def test_a_different_spec_replaces_the_dataset(tmp_path):
     root = tmp_path / "atd12k"
-    write_synthetic_atd12k(root, SyntheticConfig(**{**TINY, "n_test": 2}), progress=False)
-    write_synthetic_atd12k(root, SyntheticConfig(**{**TINY, "n_test": 1, "extra_times": ()}), progress=False)
+    write_synthetic_atd12k(root, SyntheticConfig(**{**TINY, "n_test": 2}, workers=1), progress=False)
+    write_synthetic_atd12k(root, SyntheticConfig(**{**TINY, "n_test": 1, "extra_times": ()}, workers=1), progress=False)
     assert len(list((root / "test_2k_540p").iterdir())) == 1
     assert not (root / "extra_frames").exists()
     assert json.loads((root / "synthetic_spec.json").read_text())["n_test"] == 1
