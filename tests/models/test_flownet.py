@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from animvfi_pipeline.models.flownet import FlowNet, FlowNetConfig, resize_flow
+from animvfi_pipeline.models.flownet import FlowNet, FlowNetConfig, local_cost_volume, resize_flow
 from animvfi_pipeline.models.warp import warp
 from animvfi_pipeline.training.losses import epe
 
@@ -83,9 +83,22 @@ def test_resize_flow_rescales_vectors_with_the_image():
     assert torch.allclose(up[0, :, 5, 5], torch.tensor([2.0, 8.0, -2.0, -8.0]))
 
 
+def test_cost_volume_is_zero_exactly_at_the_displacement_of_the_match():
+    a = torch.rand(1, 4, 12, 14)
+    b = torch.roll(a, shifts=(2, -1), dims=(2, 3))  # b(p + (dx=-1, dy=2)) = a(p)
+    cost = local_cost_volume(a, b, radius=3).view(7, 7, 12, 14)  # (dy, dx) offsets -3..3
+    inner = cost[..., 3:-3, 3:-3]
+    assert float(inner[2 + 3, -1 + 3].abs().max()) == 0.0
+    others = torch.cat([inner[dy, dx].flatten() for dy in range(7) for dx in range(7) if (dy, dx) != (5, 2)])
+    assert float(others.min()) > 0.0
+
+
 def test_config_rejects_inconsistent_levels():
     with pytest.raises(ValueError, match="same"):
         FlowNetConfig(scales=(16, 8), channels=(32, 32, 32))
+    with pytest.raises(ValueError, match="same"):
+        FlowNetConfig(corr_radius=(3, 3))
+    assert FlowNetConfig(scales=(8, 4), channels=(8, 8)).corr_radius == (3, 0)
     with pytest.raises(ValueError, match="powers of two"):
         FlowNetConfig(scales=(4, 8), channels=(32, 32))
     with pytest.raises(ValueError, match="unknown FlowNetConfig fields: width"):
