@@ -98,7 +98,7 @@ def test_config_rejects_inconsistent_levels():
         FlowNetConfig(scales=(16, 8), channels=(32, 32, 32))
     with pytest.raises(ValueError, match="same"):
         FlowNetConfig(corr_radius=(3, 3))
-    assert FlowNetConfig(scales=(8, 4), channels=(8, 8)).corr_radius == (3, 0)
+    assert FlowNetConfig(scales=(8, 4), channels=(8, 8), corr_radius=2).corr_radius == (2, 2)
     with pytest.raises(ValueError, match="powers of two"):
         FlowNetConfig(scales=(4, 8), channels=(32, 32))
     with pytest.raises(ValueError, match="unknown FlowNetConfig fields: width"):
