@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from animvfi_pipeline.models.flownet import FlowNetConfig
+from animvfi_pipeline.models.flownet import FlowNet, FlowNetConfig
 from animvfi_pipeline.models.vfi import VFIConfig, VFIModel, intermediate_flows
 from animvfi_pipeline.models.warp import warp
 from animvfi_pipeline.training.losses import charbonnier
@@ -108,22 +108,24 @@ def test_each_backbone_learns_to_interpolate(backbone):
     # Untrained (zero) flow and a flat square moving 8 px: only the synthesis net can close the gap.
     # MSE shows progress within a few steps; Charbonnier gets there too, more slowly on a batch
     # whose error is zero almost everywhere.
-    torch.manual_seed(0)
-    model = VFIModel(VFIConfig(backbone=backbone, **TINY))
+    cfg = VFIConfig(backbone=backbone, **TINY)
+    flownet = FlowNet(cfg.flow)
+    torch.manual_seed(0)  # the synthesis net's initialisation does not depend on the flow net's
+    model = VFIModel(cfg, flownet)
     scene = {t: frame(t, move=8, textured=False)[..., :64, :64] for t in (0, 0.5, 1)}
     img0, img1 = torch.cat((scene[0], scene[1])), torch.cat((scene[1], scene[0]))
     target = scene[0.5].expand(2, -1, -1, -1)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=2e-3)
     losses = []
-    for _ in range(30):
+    for _ in range(40):
         loss = F.mse_loss(model(img0, img1, 0.5)["pred"], target)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
-    assert losses[-1] < 0.8 * losses[0]
+    assert losses[-1] < 0.6 * losses[0]
     pred = model.inference(img0, img1, 0.5)
-    assert float(F.mse_loss(pred, target)) < 0.8 * float(F.mse_loss(0.5 * (img0 + img1), target))
+    assert float(F.mse_loss(pred, target)) < 0.6 * float(F.mse_loss(0.5 * (img0 + img1), target))
 
 
 @pytest.mark.parametrize("freeze", [True, False])
