@@ -2,7 +2,8 @@
 flow correction.
 
 All three backbones share one U-shaped skeleton that works at 1/2 .. 1/16 of the input, with a
-thin full-resolution head; they differ in their blocks and bottleneck:
+sub-pixel head that turns 1/2-resolution features into full-resolution outputs; they differ in
+their blocks and bottleneck:
 
 - ``unet``: two plain 3x3 convs per stage;
 - ``resunet``: residual blocks in the encoder and the decoder;
