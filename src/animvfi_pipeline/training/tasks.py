@@ -62,11 +62,17 @@ class FlowTask:
 
     def loss(self, model, batch):
         *_, pyramid = model(batch["img0"], batch["img1"], return_pyramid=True)
-        pyramid = [(f01.float(), f10.float()) for f01, f10 in pyramid]  # losses in float32 under AMP
-        return flow_loss(pyramid, _gt_flows(batch), batch["img0"].float(), batch["img1"].float(), **self.loss_options)
+        with _float32(batch):
+            pyramid = [(f01.float(), f10.float()) for f01, f10 in pyramid]
+            return flow_loss(pyramid, _gt_flows(batch), batch["img0"].float(), batch["img1"].float(),
+                             **self.loss_options)
 
     def evaluate(self, model, batch):
-        f01, f10 = (f.float() for f in model(batch["img0"], batch["img1"]))
+        f01, f10 = model(batch["img0"], batch["img1"])
+        with _float32(batch):
+            return self._metrics(f01.float(), f10.float(), batch)
+
+    def _metrics(self, f01, f10, batch):
         n = torch.tensor(len(f01))
         if self.with_gt:
             per_sample = 0.5 * (_epe_per_sample(f01, batch["flow_01"]) + _epe_per_sample(f10, batch["flow_10"]))
@@ -112,12 +118,17 @@ class VFITask:
 
     def loss(self, model, batch):
         out = model(batch["img0"], batch["img1"], batch["t"])
-        out = {"pred": out["pred"].float()}
-        return vfi_loss(out, batch["target"].float(), self.loss_weights, self._perceptual_loss(batch["target"]))
+        with _float32(batch):
+            return vfi_loss({"pred": out["pred"].float()}, batch["target"].float(), self.loss_weights,
+                            self._perceptual_loss(batch["target"]))
 
     def evaluate(self, model, batch):
-        pred = model(batch["img0"], batch["img1"], batch["t"])["pred"].float().clamp(0, 1)
-        target = batch["target"].float()
+        pred = model(batch["img0"], batch["img1"], batch["t"])["pred"]
+        with _float32(batch):
+            return self._metrics(pred.float().clamp(0, 1), batch["target"].float())
+
+    @staticmethod
+    def _metrics(pred, target):
         mse = ((pred - target) ** 2).mean(dim=(1, 2, 3)).clamp_min(1e-10)
         psnr = 10.0 * torch.log10(1.0 / mse)
         ssim = torch.stack([1.0 - ssim_loss(pred[i : i + 1], target[i : i + 1]) for i in range(len(pred))])
@@ -181,6 +192,11 @@ def _logger(training_params: dict[str, Any]):
 
 
 # -- small helpers -------------------------------------------------------------------------------
+
+
+def _float32(batch: dict[str, Any]):
+    """Losses and metrics in float32 even inside the loop's autocast (AMP covers the model only)."""
+    return torch.autocast(batch["img0"].device.type, enabled=False)
 
 
 def _gt_flows(batch: dict[str, Any]) -> torch.Tensor | None:
