@@ -159,3 +159,5 @@ def test_config_round_trips_through_json():
         VFIConfig.from_dict({**as_json, "depth": 3})
     with pytest.raises(ValueError, match="valid names: unet, resunet, transunet"):
         VFIModel(VFIConfig(backbone="swin"))
+    with pytest.raises(ValueError, match="differs from VFIConfig.flow"):
+        VFIModel(cfg, FlowNet(FlowNetConfig(depth=1)))

@@ -86,6 +86,9 @@ class VFIModel(nn.Module):
     def __init__(self, cfg: VFIConfig | None = None, flownet: FlowNet | None = None):
         super().__init__()
         self.cfg = cfg or VFIConfig()
+        if isinstance(flownet, FlowNet) and flownet.cfg != self.cfg.flow:
+            # The checkpoint stores cfg.flow; a different network would not load back.
+            raise ValueError(f"flownet config {flownet.cfg} differs from VFIConfig.flow {self.cfg.flow}")
         self.flownet = flownet if flownet is not None else FlowNet(self.cfg.flow)
         self.synthesis = build_backbone(
             self.cfg.backbone, widths=self.cfg.widths, head_channels=self.cfg.head_channels,
