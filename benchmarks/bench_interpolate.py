@@ -4,7 +4,9 @@
    the seconds per output frame of the whole CLI
    (``animvfi_pipeline.console.main``: model loading, two decoding passes, cut/hold analysis, tensor
    conversion, encoding) against the bare ``model.inference`` calls for the same in-betweens,
-   each the best of three runs. Goal: the CLI adds less than 15 %.
+   each the best of three interleaved runs. Goal: the CLI adds less than 15 %. Because the
+   difference of two timings drowns in noise on a shared CPU, the same run with the network
+   replaced by the tensor round trip is timed too: that is the command's own cost, directly.
 2. Memory: peak RSS of the CLI (a fresh process each) on a 1080p clip of 2 s and of 10 s.
    Goal: flat -- the clip is streamed, never held.
 
@@ -13,7 +15,7 @@ configuration (conf/base) with random weights, which costs the same. The memory 
 ``--flow-scale 0.25`` so that ten seconds of 1080p finish in minutes on a CPU; the full-size
 frames, warps and writer are the same.
 
-    python benchmarks/bench_interpolate.py [--quick]
+    python benchmarks/bench_interpolate.py [--quick] [--parts overhead memory]
 
 Prints a table and writes benchmarks/results/interpolate.json. The CPU may be shared with other
 jobs; the load average is recorded next to every figure.
@@ -38,7 +40,7 @@ import yaml
 
 from animvfi_pipeline.inference.interpolate import to_tensor
 from animvfi_pipeline.inference.video_io import VideoSettings, VideoWriter, probe, read_frames
-from animvfi_pipeline.models.checkpoint import make_checkpoint, save_checkpoint
+from animvfi_pipeline.models.checkpoint import load_vfi_model, make_checkpoint, save_checkpoint
 from animvfi_pipeline.models.flownet import FlowNetConfig
 from animvfi_pipeline.models.vfi import VFIConfig, VFIModel
 from animvfi_pipeline.utils_io import atomic_path
@@ -75,24 +77,14 @@ def make_clip(path: Path, n: int, width: int, height: int, fps: int = 24) -> Pat
     return path
 
 
-def bare_forward(ckpt: Path, clip: Path, repeats: int) -> tuple[float, int]:
-    """Seconds of ``model.inference`` alone for every in-between of a 2x run: the best of
-    ``repeats`` passes after one warm-up (the best pass is the one least disturbed by other jobs)."""
-    from animvfi_pipeline.models.checkpoint import load_vfi_model
-
-    model = load_vfi_model(ckpt)
-    frames = list(read_frames(probe(clip)))
-    pairs = [(to_tensor(a), to_tensor(b)) for a, b in zip(frames, frames[1:])]
+def bare_forward(model, pairs: list) -> float:
+    """Seconds of ``model.inference`` alone for every in-between of a 2x run."""
     t = torch.tensor([0.5])
-    best = float("inf")
     with torch.inference_mode():
-        model.inference(*pairs[0], t)
-        for _ in range(repeats):
-            start = time.perf_counter()
-            for a, b in pairs:
-                model.inference(a, b, t)
-            best = min(best, time.perf_counter() - start)
-    return best, len(pairs)
+        start = time.perf_counter()
+        for a, b in pairs:
+            model.inference(a, b, t)
+    return time.perf_counter() - start
 
 
 def cli_run(ckpt: Path, clip: Path, out: Path, *extra: str) -> float:
@@ -103,6 +95,20 @@ def cli_run(ckpt: Path, clip: Path, out: Path, *extra: str) -> float:
                  "-q", "--overwrite", *extra])
     if code != 0:
         raise SystemExit(f"animvfi failed with exit code {code}")
+    return time.perf_counter() - start
+
+
+def pipeline_only(clip: Path, out: Path) -> float:
+    """Seconds of the same run with the network replaced by the tensor round trip alone: what the
+    command costs on top of the network (decoding twice, analysis, conversions, encoding)."""
+    from animvfi_pipeline.inference.interpolate import InterpolateConfig, interpolate_clip, to_images
+
+    def no_network(img0, img1, ts):
+        x0, x1 = to_tensor(img0), to_tensor(img1)
+        return to_images(torch.cat([(1 - t) * x0 + t * x1 for t in ts]))
+
+    start = time.perf_counter()
+    interpolate_clip(clip, out, no_network, InterpolateConfig(overwrite=True, progress=False))
     return time.perf_counter() - start
 
 
@@ -123,6 +129,8 @@ def peak_rss_mb(ckpt: Path, clip: Path, out: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer frames and 1 s / 3 s clips for memory")
+    parser.add_argument("--parts", nargs="+", choices=("overhead", "memory"), default=["overhead", "memory"],
+                        help="what to measure (the other part's figures are kept in the JSON)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     results: dict = {"machine": platform.platform(), "threads": torch.get_num_threads(), "overhead": [],
@@ -132,30 +140,51 @@ def main() -> None:
         ckpt, model_name = project_checkpoint(tmp)
         results["model"] = model_name
         n, repeats = (3, 1) if args.quick else (4, 3)
-        for width, height in ((960, 540), (1920, 1080)):
+        for width, height in ((960, 540), (1920, 1080)) if "overhead" in args.parts else ():
             clip = make_clip(tmp / f"clip_{height}.mp4", n, width, height)
+            model = load_vfi_model(ckpt)
+            frames = list(read_frames(probe(clip)))
+            pairs = [(to_tensor(a), to_tensor(b)) for a, b in zip(frames, frames[1:])]
             cli_run(ckpt, clip, tmp / "warmup.mp4")  # first-call costs (thread pools, allocator)
+            bare_forward(model, pairs[:1])
             load = os.getloadavg()[0]
-            bare, pairs = bare_forward(ckpt, clip, repeats)
-            cli = min(cli_run(ckpt, clip, tmp / "out.mp4") for _ in range(repeats))
+            # Interleaved, best of each: the runs least disturbed by other jobs on a shared CPU.
+            bare, cli, rest = float("inf"), float("inf"), float("inf")
+            for _ in range(repeats):
+                bare = min(bare, bare_forward(model, pairs))
+                cli = min(cli, cli_run(ckpt, clip, tmp / "out.mp4"))
+                rest = min(rest, pipeline_only(clip, tmp / "rest.mp4"))
+            n_pairs = len(pairs)
             row = {"size": f"{width}x{height}", "source_frames": n, "output_frames": 2 * n,
-                   "interpolated": pairs, "repeats": repeats, "bare_forward_s_per_inbetween": bare / pairs,
-                   "cli_s_per_output_frame": cli / (2 * n), "cli_s_per_inbetween": cli / pairs,
-                   "overhead": cli / bare - 1.0, "load_avg_before": load, "load_avg_after": os.getloadavg()[0]}
+                   "interpolated": n_pairs, "repeats": repeats, "bare_forward_s_per_inbetween": bare / n_pairs,
+                   "cli_s_per_output_frame": cli / (2 * n), "cli_s_per_inbetween": cli / n_pairs,
+                   "overhead": cli / bare - 1.0, "pipeline_only_s_per_output_frame": rest / (2 * n),
+                   "pipeline_share": rest / bare,
+                   "load_avg_before": load, "load_avg_after": os.getloadavg()[0]}
             results["overhead"].append(row)
-            print(f"{row['size']:>10}: bare forward {bare / pairs:6.2f} s/in-between | CLI {cli / pairs:6.2f} "
+            print(f"{row['size']:>10}: bare forward {bare / n_pairs:6.2f} s/in-between | CLI {cli / n_pairs:6.2f} "
                   f"s/in-between, {cli / (2 * n):6.2f} s/output frame | overhead {100 * row['overhead']:+5.1f} % "
-                  f"(goal < {100 * GOAL_OVERHEAD:.0f} %) | load {load:.1f}")
-        for seconds in ((1, 3) if args.quick else (2, 10)):
+                  f"(goal < {100 * GOAL_OVERHEAD:.0f} %) | without the network {rest / (2 * n):5.2f} s/output "
+                  f"frame = {100 * row['pipeline_share']:4.1f} % of the forward time | load {load:.1f}")
+        for seconds in ((1, 3) if args.quick else (2, 10)) if "memory" in args.parts else ():
             clip = make_clip(tmp / f"long_{seconds}.mp4", 24 * seconds, 1920, 1080)
             load = os.getloadavg()[0]
             rss = peak_rss_mb(ckpt, clip, tmp / "long_out.mp4")
             results["memory"].append({"clip_s": seconds, "size": "1920x1080", "peak_rss_mb": rss, "load_avg": load})
             print(f"1080p clip of {seconds:2d} s: peak RSS {rss:7.1f} MB")
-        rss = [m["peak_rss_mb"] for m in results["memory"]]
-        results["memory_growth"] = rss[-1] / rss[0] - 1.0
-        print(f"memory growth from the short to the long clip: {100 * results['memory_growth']:+.1f} % (goal: flat)")
+        if results["memory"]:
+            rss = [m["peak_rss_mb"] for m in results["memory"]]
+            results["memory_growth"] = rss[-1] / rss[0] - 1.0
+            print(f"memory growth from the short to the long clip: {100 * results['memory_growth']:+.1f} % "
+                  "(goal: flat)")
     out = ROOT / "benchmarks" / "results" / "interpolate.json"
+    if out.exists():  # keep the figures of the parts not measured this time
+        previous = json.loads(out.read_text())
+        for part in ("overhead", "memory"):
+            if part not in args.parts and part in previous:
+                results[part] = previous[part]
+                if part == "memory" and "memory_growth" in previous:
+                    results["memory_growth"] = previous["memory_growth"]
     with atomic_path(out) as tmp_out:
         tmp_out.write_text(json.dumps(results, indent=2))
     print(f"wrote {out.relative_to(ROOT)}")
