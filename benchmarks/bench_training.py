@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -68,6 +69,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=12, help="training steps measured (after 2 warm-up steps)")
     parser.add_argument("--workers", type=int, help="DataLoader workers (default: as in conf/base)")
+    parser.add_argument("--crop", type=int, default=CROP, help="square crop size")
+    parser.add_argument("--batch", type=int, default=BATCH, help="batch size")
     args = parser.parse_args()
 
     flow_conf = yaml.safe_load((ROOT / "conf/base/parameters_flow_pretraining.yml").read_text())
@@ -77,43 +80,50 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench_training_") as tmp:
         started = time.perf_counter()
-        store = build_store(Path(tmp), n_train=max(16, steps * BATCH // 3))
+        store = build_store(Path(tmp), n_train=max(16, steps * args.batch // 3))
         print(f"built a {store.width}x{store.height} store of {len(store)} triplets in "
               f"{time.perf_counter() - started:.0f} s")
 
         flownet = FlowTask(flow_conf["flow_model"]).build_model()
         flow_ckpt = FlowTask(flow_conf["flow_model"]).make_checkpoint(flownet)
         task = VFITask(vfi_conf["vfi_model"], flow_ckpt, vfi_conf["vfi_training"]["loss"])
-        data = {**vfi_conf["vfi_training"]["data"], "crop": [CROP, CROP]}
+        data = {**vfi_conf["vfi_training"]["data"], "crop": [args.crop, args.crop]}
         train_set, val_set = make_datasets(store, data, seed=0, flows=False)
         val_set = torch.utils.data.Subset(val_set, [])  # throughput only
-        cfg = TrainConfig(epochs=1, batch_size=BATCH, lr=1e-4, warmup_steps=1, device="cpu",
+        cfg = TrainConfig(epochs=1, batch_size=args.batch, lr=1e-4, warmup_steps=1, device="cpu",
                           num_workers=workers, log_every=1, max_steps_per_epoch=steps, progress=False)
         recorder = StepRecorder()
+        cpu_started = time.process_time()
         result = train(task, train_set, val_set, cfg, logger=recorder)
+        cpu_per_step = (time.process_time() - cpu_started) / steps  # main process; the machine may be shared
 
     measured = recorder.steps[WARMUP_STEPS:]
     rate = statistics.median(s["samples_per_s"] for s in measured)
     wait = statistics.mean(s["data_wait_share"] for s in measured)
     figures = {
         "task": "vfi",
-        "crop": [CROP, CROP],
-        "batch_size": BATCH,
+        "crop": [args.crop, args.crop],
+        "batch_size": args.batch,
         "num_workers": workers,
         "steps_measured": len(measured),
         "samples_per_s_median": round(rate, 2),
-        "step_s_median": round(BATCH / rate, 3),
+        "step_s_median": round(args.batch / rate, 3),
         "data_wait_share_mean": round(wait, 4),
         "data_wait_goal": 0.10,
         "data_wait_ok": wait < 0.10,
         "epoch_samples_per_s": round(float(result.history["samples_per_s"].iloc[0]), 2),
+        "cpu_s_per_step": round(cpu_per_step, 3),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(),
     }
-    print(f"VFI training, CPU, {CROP}x{CROP} crops, batch {BATCH}, {workers} DataLoader worker(s):")
-    print(f"  {rate:.2f} samples/s ({BATCH / rate:.2f} s per step), "
+    print(f"VFI training, CPU, {args.crop}x{args.crop} crops, batch {args.batch}, {workers} DataLoader worker(s):")
+    print(f"  {rate:.2f} samples/s ({args.batch / rate:.2f} s per step), "
           f"{100 * wait:.1f} % of step time waiting for data (goal < 10 %)")
+    print(f"  {cpu_per_step:.2f} CPU s per step in the training process; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (wall figures suffer on a shared machine)")
     out = ROOT / "benchmarks" / "results" / "training.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
