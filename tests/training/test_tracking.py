@@ -40,6 +40,11 @@ class LinearTask:
 def database(tmp_path_factory):
     """One throwaway tracking database for the module (creating one takes seconds)."""
     tmp = tmp_path_factory.mktemp("mlflow")
+    # A KedroSession earlier in this process (kedro-mlflow) may have left a run open in its own
+    # tracking store; forget it here, or MlflowLogger would write into it.
+    from mlflow.tracking.fluent import _active_run_stack
+
+    _active_run_stack.get().clear()
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(f"sqlite:///{tmp / 'mlflow.db'}")
     experiment = mlflow.create_experiment("training-tests", artifact_location=str(tmp / "artifacts"))
