@@ -22,13 +22,6 @@ CFG = VFIConfig(backbone="transunet", flow=FLOW, widths=(8, 16, 16, 16), head_ch
                 transformer_dim=16, transformer_heads=2, transformer_layers=1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture
 def vfi_file(tmp_path):

@@ -11,14 +11,6 @@ from animvfi_pipeline.training.losses import epe
 SMALL = FlowNetConfig(channels=(16, 16, 16), depth=2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The CPU is shared: one thread per test process avoids oversubscription stalls.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def shifted_pair(dx: int, dy: int, size: int = 64, seed: int = 0):
     """A smooth random texture and the same texture moved by (dx, dy); flow_01 = (dx, dy)."""

@@ -18,13 +18,6 @@ SMALL = dict(widths=(8, 16, 16, 16), head_channels=8, transformer_dim=16, transf
              transformer_layers=1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def inputs(b: int, h: int, w: int, seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)

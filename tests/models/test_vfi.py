@@ -20,14 +20,6 @@ TINY = dict(flow=FlowNetConfig(channels=(8, 8, 8), depth=1), widths=(8, 16, 16, 
             transformer_dim=16, transformer_heads=2, transformer_layers=1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The CPU is shared: one thread per test process avoids oversubscription stalls.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def texture() -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
