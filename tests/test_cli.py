@@ -1,9 +1,9 @@
 """`animvfi interpolate` end to end, as a user runs it.
 
-The quality checks use ``--model classical`` (the DIS optical-flow baseline, a documented option):
-training a network that beats blending takes minutes on this CPU, longer than a test may. The
-network path (checkpoint loading, batching, flow scale, tiles) runs with a small untrained
-checkpoint, whose timing and frame counts are what these tests check.
+The timing and scene-handling checks here use ``--model classical`` (the DIS optical-flow
+baseline, a documented option), which needs no training. The network path (checkpoint loading,
+batching, flow scale, tiles) runs with a small untrained checkpoint; the project's trained model
+is checked against the true in-betweens in tests/e2e/test_interpolate_trained.py.
 """
 from __future__ import annotations
 

@@ -60,5 +60,7 @@ class MlflowModelAndMetricsHook:
 
         model = VFIServingModule(build_vfi_model(ckpt).eval())
         example = np.random.default_rng(0).random((1, 6, 64, 64), dtype=np.float32)
-        mlflow.pytorch.log_model(model, name="vfi_model", input_example=example)
+        # Pickle, not MLflow 3's default pt2: torch.export cannot trace the OpenCV DIS call of a
+        # flow net with init="dis". Loading needs this package installed (as serving it does).
+        mlflow.pytorch.log_model(model, name="vfi_model", input_example=example, serialization_format="pickle")
         logger.info("Logged the VFI model to MLflow as 'vfi_model'")

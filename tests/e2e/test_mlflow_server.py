@@ -89,3 +89,27 @@ def test_run_metrics_and_artifacts_over_rest(mlflow_server):
     models = _post(base, "/api/2.0/mlflow/logged-models/search", {"experiment_ids": [exp_id]})["models"]
     logged = {m["info"]["name"] for m in models if m["info"].get("source_run_id") == run_id}
     assert "vfi_model" in logged
+
+
+def test_logged_model_loads_back_and_is_the_trained_model(finished_project):
+    # What serving does: fetch the run's LoggedModel from the tracking store and call it on
+    # frame1 | frame3 stacked on the channel axis. It must be the model saved as vfi.pt.
+    script = """
+import mlflow, torch
+from animvfi_pipeline.models.checkpoint import load_vfi_model
+mlflow.set_tracking_uri("sqlite:///mlflow.db")
+exp = mlflow.get_experiment_by_name("animvfi_pipeline")
+(info,) = [m for m in mlflow.search_logged_models(experiment_ids=[exp.experiment_id], output_format="list")
+           if m.name == "vfi_model"][:1]
+served = mlflow.pytorch.load_model(info.model_uri)
+frames = torch.rand(1, 6, 40, 56)
+out = served(frames)
+local = load_vfi_model("data/06_models/vfi.pt").inference(frames[:, :3], frames[:, 3:], 0.5)
+print(tuple(out.shape), float((out - local).abs().max()))
+"""
+    proc = subprocess.run([str(BIN / "python"), "-c", script], cwd=finished_project, env=project_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shape, diff = proc.stdout.strip().rsplit(" ", 1)
+    assert shape == "(1, 3, 40, 56)"
+    assert float(diff) < 1e-5

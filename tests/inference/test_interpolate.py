@@ -17,11 +17,12 @@ from animvfi_pipeline.inference.interpolate import (
     ModelSettings,
     interpolate_clip,
     render,
-    scaled_inference,
     tiled,
     to_tensor,
 )
 from animvfi_pipeline.inference.schedule import plan_frames
+from animvfi_pipeline.models.flownet import FlowNetConfig
+from animvfi_pipeline.models.vfi import VFIConfig, VFIModel
 from animvfi_pipeline.models.warp import warp
 
 
@@ -184,11 +185,11 @@ def test_tiles_blend_back_to_the_whole_frame():
     assert torch.allclose(out, fn(img0, img1), atol=1e-6)
 
 
-class TranslationModel(torch.nn.Module):
-    """Stands in for VFIModel.forward when everything moves right by ``dx`` full-size pixels."""
+class TranslationModel(VFIModel):
+    """A VFIModel whose forward pass knows that everything moves right by ``dx`` full-size pixels."""
 
     def __init__(self, dx: float, full_width: int):
-        super().__init__()
+        super().__init__(VFIConfig(flow=FlowNetConfig(channels=(8, 8, 8), depth=1, corr_radius=0), widths=(8, 8, 8, 8)))
         self.dx, self.full_width = dx, full_width
 
     def forward(self, img0, img1, t):
@@ -210,7 +211,7 @@ def test_reduced_flow_scale_still_gives_a_sharp_full_size_frame():
     img0, truth, img1 = (np.ascontiguousarray(texture[:, w - x:2 * w - x]) for x in (0, 8, 16))  # moving right
     x0, x1 = to_tensor(img0), to_tensor(img1)
     t = torch.tensor([0.5])
-    pred = scaled_inference(TranslationModel(16, w), x0, x1, t, scale=0.5)
+    pred = TranslationModel(16, w).inference(x0, x1, t, scale=0.5)
     assert pred.shape == (1, 3, h, w)
     inner = (slice(None), slice(None), slice(4, -4), slice(20, -20))  # away from the borders
     err = (pred[inner] * 255 - to_tensor(truth)[inner] * 255).abs().mean()

@@ -24,7 +24,6 @@ from typing import Callable, Iterable, Sequence
 import av
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from animvfi_pipeline.errors import DataError
@@ -48,8 +47,6 @@ from animvfi_pipeline.inference.video_io import (
     probe,
     read_frames,
 )
-from animvfi_pipeline.models.flownet import resize_flow
-from animvfi_pipeline.models.warp import warp
 
 log = logging.getLogger(__name__)
 
@@ -309,39 +306,12 @@ class ModelInterpolator:
         return outputs
 
     def _infer(self, img0: torch.Tensor, img1: torch.Tensor, t: torch.Tensor, scale: float) -> torch.Tensor:
-        if scale >= 1.0:
+        if scale >= 1.0:  # any model with inference(img0, img1, t) works at full scale
             return self.model.inference(img0, img1, t)
-        return scaled_inference(self.model, img0, img1, t, scale)
+        return self.model.inference(img0, img1, t, scale=scale)
 
 
 @torch.no_grad()
-def scaled_inference(model: torch.nn.Module, img0: torch.Tensor, img1: torch.Tensor, t: torch.Tensor,
-                     scale: float) -> torch.Tensor:
-    """Run ``model`` at ``scale`` and apply its motion at full resolution.
-
-    Uses the training entry ``model.forward`` for its intermediate flows, fusion mask and warped
-    frames, and VFIModel's fusion rule ``(m(1-t) w0 + (1-m) t w1) / (m(1-t) + (1-m) t) + residual``
-    (models/vfi.py); the residual is recovered at low resolution and upsampled.
-    """
-    h, w = img0.shape[-2:]
-    small = (max(8, round(h * scale)), max(8, round(w * scale)))
-    down0 = F.interpolate(img0, size=small, mode="bilinear", align_corners=False, antialias=True)
-    down1 = F.interpolate(img1, size=small, mode="bilinear", align_corners=False, antialias=True)
-    out = model(down0, down1, t)
-    tt = t.view(-1, 1, 1, 1).to(out["mask"].dtype)
-
-    def fuse(mask, warped0, warped1):
-        w0, w1 = mask * (1 - tt), (1 - mask) * tt
-        return (w0 * warped0 + w1 * warped1) / (w0 + w1)
-
-    residual = out["pred"] - fuse(out["mask"], out["warped0"], out["warped1"])
-    up = dict(size=(h, w), mode="bilinear", align_corners=False)
-    flow_t0, flow_t1 = resize_flow(out["flow_t0"], (h, w)), resize_flow(out["flow_t1"], (h, w))
-    mask = F.interpolate(out["mask"], **up)
-    pred = fuse(mask, warp(img0, flow_t0.to(img0.dtype)), warp(img1, flow_t1.to(img1.dtype)))
-    return (pred + F.interpolate(residual, **up)).clamp(0.0, 1.0)
-
-
 def tiled(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], img0: torch.Tensor, img1: torch.Tensor,
           tile: int, overlap: int | None = None) -> torch.Tensor:
     """``fn`` applied to overlapping ``tile`` x ``tile`` windows, blended with linear feathering."""

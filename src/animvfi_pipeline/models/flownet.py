@@ -4,15 +4,22 @@ One block per pyramid level (1/16, 1/8, 1/4 of the input by default). Each block
 images at its level, each image backward-warped towards the other by the current flows, and the
 flows themselves, and predicts a residual for both flows. The finest flow is upsampled to the
 input size. Flow convention (docs/architecture.md): ``warp(img1, flow_01) ~= img0``.
+
+With ``init="dis"`` the blocks refine OpenCV DIS flow instead of starting from zero motion: a
+classical estimate that is already good on flat-coloured cartoons, which the network only has to
+correct where DIS fails (large motion, occlusions, thin lines). On a CPU budget this is what makes
+the learned flow useful at all; see docs/architecture.md.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from animvfi_pipeline.data.flow import DIS_PRESETS, dis_flow
 from animvfi_pipeline.models.warp import warp
 
 
@@ -23,6 +30,8 @@ class FlowNetConfig:
     depth: int = 4  # 3x3 convs in the residual trunk of each block
     corr_radius: tuple[int, ...] | int = 3  # cost-volume radius per level (window 2r+1); 0 = none
     feat_channels: int = 16  # width of the features the cost volumes compare
+    init: str = "zero"  # "zero", or "dis": refine OpenCV DIS flow instead of starting from rest
+    dis_preset: str = "fast"  # DIS preset for init="dis" (data.flow.DIS_PRESETS)
 
     def __post_init__(self) -> None:
         self.scales = tuple(int(s) for s in self.scales)
@@ -36,6 +45,10 @@ class FlowNetConfig:
             s & (s - 1) for s in self.scales
         ):
             raise ValueError(f"FlowNetConfig: scales must be decreasing powers of two, got {self.scales}")
+        if self.init not in ("zero", "dis"):
+            raise ValueError(f"FlowNetConfig: init must be 'zero' or 'dis', got {self.init!r}")
+        if self.dis_preset not in DIS_PRESETS:
+            raise ValueError(f"FlowNetConfig: dis_preset must be one of {sorted(DIS_PRESETS)}, got {self.dis_preset!r}")
 
     def to_dict(self) -> dict:
         """JSON-like (lists, not tuples), for checkpoints and MLflow params."""
@@ -87,6 +100,19 @@ def local_cost_volume(a: torch.Tensor, b: torch.Tensor, radius: int) -> torch.Te
     )
 
 
+@torch.no_grad()
+def dis_prior(img0: torch.Tensor, img1: torch.Tensor, preset: str = "fast") -> torch.Tensor:
+    """(B, 4, H, W) OpenCV DIS flows (flow_01, flow_10) for a batch of images in [0, 1].
+
+    DIS runs on the CPU on 8-bit grey frames, so on a GPU this costs a copy and a sync per call;
+    it is a constant input to the network, never differentiated.
+    """
+    as_u8 = lambda x: (x.detach().float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    a, b = as_u8(img0), as_u8(img1)
+    flows = [np.concatenate([dis_flow(a[i], b[i], preset), dis_flow(b[i], a[i], preset)]) for i in range(len(a))]
+    return torch.from_numpy(np.stack(flows)).to(device=img0.device, dtype=img0.dtype)
+
+
 class FlowBlock(nn.Module):
     """One pyramid level: works at half the level's resolution, returns residual flows at it."""
 
@@ -134,32 +160,36 @@ class FlowNet(nn.Module):
         img0, (h, w) = pad_to_multiple(img0, self.multiple)
         img1, _ = pad_to_multiple(img1, self.multiple)
         both = torch.cat((img0, img1), dim=1)
-        flow = None
+        # The blocks learn a residual over a prior: zero motion, or DIS flow (init="dis"). The
+        # prior is kept at full resolution so its detail survives the 1/4-scale network.
+        prior = dis_prior(img0, img1, self.cfg.dis_preset) if self.cfg.init == "dis" else None
+        residual = None
         levels = []
         for scale, r, block in zip(self.cfg.scales, self.cfg.corr_radius, self.blocks):
             # avg-pooling is the anti-aliased downsampling for integer factors.
             ims = F.avg_pool2d(both, scale) if scale > 1 else both
             i0, i1 = ims[:, :3], ims[:, 3:]
             size = ims.shape[-2:]
-            if flow is None:
-                flow = ims.new_zeros(ims.shape[0], 4, *size)
+            if residual is None:
+                residual = ims.new_zeros(ims.shape[0], 4, *size)
             else:
-                flow = resize_flow(flow, size)
+                residual = resize_flow(residual, size)
+            flow = residual if prior is None else resize_flow(prior, size) + residual
             x = [i0, i1, warp(i1, flow[:, :2]), warp(i0, flow[:, 2:]), flow]
             if r > 0:
                 feat0, feat1 = self.features(torch.cat((i0, i1))).chunk(2)  # one pass for both
                 x += [local_cost_volume(feat0, warp(feat1, flow[:, :2]), r),
                       local_cost_volume(feat1, warp(feat0, flow[:, 2:]), r)]
-            flow = flow + block(torch.cat(x, dim=1))
-            levels.append(flow)
+            residual = residual + block(torch.cat(x, dim=1))
+            levels.append(residual)
 
-        full = img0.shape[-2:]
-        out = resize_flow(flow, full)[..., :h, :w]
+        def at_input_size(res: torch.Tensor) -> torch.Tensor:
+            full = resize_flow(res, img0.shape[-2:])
+            return (full if prior is None else prior + full)[..., :h, :w]
+
+        out = at_input_size(residual)
         if not return_pyramid:
             return out[:, :2], out[:, 2:]
-        pyramid = []
-        for f in levels[:-1]:
-            f = resize_flow(f, full)[..., :h, :w]
-            pyramid.append((f[:, :2], f[:, 2:]))
+        pyramid = [(f[:, :2], f[:, 2:]) for f in map(at_input_size, levels[:-1])]
         pyramid.append((out[:, :2], out[:, 2:]))
         return out[:, :2], out[:, 2:], pyramid
