@@ -2,10 +2,12 @@
 
 For each backbone: parameters (M), GFLOPs (torch.utils.flop_counter), and the median seconds per
 frame of ``VFIModel.inference`` (flow + synthesis) over several runs after warm-up, batch 1,
-2 threads, inference mode. The flow network alone is timed too. Weights are random: they do not
-change the cost. Budget: 0.65 s/frame on a 2-core CPU.
+2 threads, inference mode. The flow network alone (with its DIS prior) and the DIS prior alone
+are timed too. Weights are random: they do not change the cost. The frames are a synthetic
+cartoon pair, since DIS's time depends on the picture. Budget: 0.65 s/frame on a 2-core CPU.
 
     python benchmarks/bench_inference.py [--runs 7] [--size 960x540] [--backbones unet resunet]
+                                         [--init dis|zero] [--dis-preset medium]
 
 Prints a table and writes benchmarks/results/inference.json. The CPU may be shared; the load
 average before and after is recorded so a slow figure can be told from a busy machine.
@@ -23,6 +25,8 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from animvfi_pipeline.data.synthetic_builder import make_scene
+from animvfi_pipeline.models.flownet import FlowNetConfig, dis_prior
 from animvfi_pipeline.models.synthesis import BACKBONES
 from animvfi_pipeline.models.vfi import VFIConfig, VFIModel
 from animvfi_pipeline.utils_io import atomic_path
@@ -42,18 +46,27 @@ def seconds(fn, runs: int, warmup: int = 2) -> list[float]:
     return times
 
 
-def measure(backbone: str, width: int, height: int, runs: int) -> dict:
+def cartoon_pair(width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
+    scene = make_scene(3, width, height, level=1)
+    return tuple(torch.from_numpy(scene.render(t)).permute(2, 0, 1)[None].float() / 255 for t in (0.0, 1.0))
+
+
+def measure(backbone: str, width: int, height: int, runs: int, init: str, preset: str) -> dict:
     torch.manual_seed(0)
-    model = VFIModel(VFIConfig(backbone=backbone)).eval()
-    img0, img1 = torch.rand(1, 3, height, width), torch.rand(1, 3, height, width)
+    model = VFIModel(VFIConfig(backbone=backbone, flow=FlowNetConfig(init=init, dis_preset=preset))).eval()
+    img0, img1 = cartoon_pair(width, height)
     with torch.inference_mode():
         counter = FlopCounterMode(display=False)
         with counter:
             model.inference(img0, img1, 0.5)
         total = seconds(lambda: model.inference(img0, img1, 0.5), runs)
         flow = seconds(lambda: model.flownet(img0, img1), runs)
+        prior = seconds(lambda: dis_prior(img0, img1, preset), runs) if init == "dis" else [0.0]
     return {
         "backbone": backbone,
+        "init": init,
+        "dis_preset": preset if init == "dis" else None,
+        "dis_s": statistics.median(prior),
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
         "flow_params_m": sum(p.numel() for p in model.flownet.parameters()) / 1e6,
         "gflops": counter.get_total_flops() / 1e9,
@@ -70,21 +83,24 @@ def main() -> None:
     parser.add_argument("--size", default="960x540", help="WIDTHxHEIGHT")
     parser.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=BACKBONES)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--init", default="dis", choices=("dis", "zero"), help="FlowNetConfig.init")
+    parser.add_argument("--dis-preset", default="medium", choices=("ultrafast", "fast", "medium"))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "inference.json")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
     torch.set_num_threads(args.threads)
 
     load_before = os.getloadavg()
-    rows = [measure(b, width, height, args.runs) for b in args.backbones]
+    rows = [measure(b, width, height, args.runs, args.init, args.dis_preset) for b in args.backbones]
     load_after = os.getloadavg()
 
-    print(f"VFI inference at {width}x{height}, batch 1, {args.threads} threads, median of {args.runs} runs")
-    print(f"{'backbone':<10} {'params (M)':>10} {'GFLOPs':>8} {'s/frame':>8} {'best':>6} {'flow s':>7}  budget")
+    prior = f"DIS prior ({args.dis_preset})" if args.init == "dis" else "no prior"
+    print(f"VFI inference at {width}x{height}, batch 1, {args.threads} threads, median of {args.runs} runs, {prior}")
+    print(f"{'backbone':<10} {'params (M)':>10} {'GFLOPs':>8} {'s/frame':>8} {'best':>6} {'flow s':>7} {'DIS s':>6}  budget")
     for r in rows:
         ok = "ok" if r["s_per_frame"] <= BUDGET_S else "OVER"
         print(f"{r['backbone']:<10} {r['params_m']:>10.2f} {r['gflops']:>8.1f} {r['s_per_frame']:>8.3f} "
-              f"{r['s_per_frame_min']:>6.3f} {r['flow_s']:>7.3f}  {ok} (<= {BUDGET_S})")
+              f"{r['s_per_frame_min']:>6.3f} {r['flow_s']:>7.3f} {r['dis_s']:>6.3f}  {ok} (<= {BUDGET_S})")
     print(f"load average before/after: {load_before[0]:.2f} / {load_after[0]:.2f} "
           f"on {os.cpu_count()} CPUs (other processes slow every figure down)")
 
