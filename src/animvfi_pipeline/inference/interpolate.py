@@ -296,12 +296,12 @@ class ModelInterpolator:
             t = torch.tensor(chunk, dtype=torch.float32, device=self.device)
             with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.autocast_dtype,
                                                         enabled=self.autocast_dtype is not None):
-                a, c = x0.expand(b, -1, -1, -1), x1.expand(b, -1, -1, -1)
+                # One pair, several t: VFIModel computes the pair's flow once for all of them.
                 if self.settings.tile:
-                    pred = tiled(lambda p, q: self._infer(p, q, t, scale), a, c, self.settings.tile,
+                    pred = tiled(lambda p, q: self._infer(p, q, t, scale), x0, x1, self.settings.tile,
                                  self.settings.tile_overlap)
                 else:
-                    pred = self._infer(a, c, t, scale)
+                    pred = self._infer(x0, x1, t, scale)
             outputs.extend(to_images(pred))
         return outputs
 
@@ -314,19 +314,23 @@ class ModelInterpolator:
 @torch.no_grad()
 def tiled(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], img0: torch.Tensor, img1: torch.Tensor,
           tile: int, overlap: int | None = None) -> torch.Tensor:
-    """``fn`` applied to overlapping ``tile`` x ``tile`` windows, blended with linear feathering."""
-    b, c, h, w = img0.shape
+    """``fn`` applied to overlapping ``tile`` x ``tile`` windows, blended with linear feathering.
+
+    ``fn``'s output may have a larger batch than its inputs (one pair, several t)."""
+    h, w = img0.shape[-2:]
     if h <= tile and w <= tile:
         return fn(img0, img1)
     overlap = tile // 4 if overlap is None else overlap
     if not 0 <= overlap < tile:
         raise ValueError(f"tile overlap must be in [0, {tile}), got {overlap}")
-    out = torch.zeros((b, c, h, w), dtype=torch.float32, device=img0.device)
+    out = None
     weight = torch.zeros((1, 1, h, w), dtype=torch.float32, device=img0.device)
     for y0 in _tile_starts(h, tile, overlap):
         for x0 in _tile_starts(w, tile, overlap):
             y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
             pred = fn(img0[..., y0:y1, x0:x1], img1[..., y0:y1, x0:x1]).float()
+            if out is None:
+                out = torch.zeros((*pred.shape[:2], h, w), dtype=torch.float32, device=img0.device)
             win = _feather(y1 - y0, overlap, y0 > 0, y1 < h, img0.device)[:, None] * \
                 _feather(x1 - x0, overlap, x0 > 0, x1 < w, img0.device)[None, :]
             out[..., y0:y1, x0:x1] += pred * win

@@ -79,8 +79,14 @@ def fuse(mask: torch.Tensor, warped0: torch.Tensor, warped1: torch.Tensor, t: to
 
 
 def as_time_tensor(t: float | torch.Tensor, batch: int, like: torch.Tensor) -> torch.Tensor:
-    """t as a (B,) tensor on ``like``'s device; accepts a float, a 0-d or a (B,) tensor."""
+    """t as a (B,) tensor on ``like``'s device; accepts a float, a 0-d or a (B,) tensor.
+
+    ``batch`` is ``like``'s batch size; a single pair (batch 1) also accepts several times, and
+    the result then has one entry per time.
+    """
     t = torch.as_tensor(t, dtype=like.dtype, device=like.device)
+    if batch == 1 and t.numel() > 1:
+        batch = t.numel()
     if t.dim() == 0:
         t = t.expand(batch)
     t = t.reshape(-1)
@@ -110,13 +116,18 @@ class VFIModel(nn.Module):
 
     def forward(self, img0: torch.Tensor, img1: torch.Tensor, t: float | torch.Tensor = 0.5
                 ) -> dict[str, torch.Tensor]:
-        """Training entry: every intermediate result, cropped to the input size."""
-        b = img0.shape[0]
-        t = as_time_tensor(t, b, img0)
+        """Training entry: every intermediate result, cropped to the input size.
+
+        One t per pair, or one pair (batch 1) and several t: then the flow is computed once and
+        the outputs have one entry per t.
+        """
+        t = as_time_tensor(t, img0.shape[0], img0)
         img0, (h, w) = pad_to_multiple(img0, self.multiple)
         img1, _ = pad_to_multiple(img1, self.multiple)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.cfg.freeze_flow):
             flow_01, flow_10 = self.flownet(img0, img1)
+        if img0.shape[0] < t.numel():  # one pair at several times: its flow is computed once
+            img0, img1, flow_01, flow_10 = (x.expand(t.numel(), -1, -1, -1) for x in (img0, img1, flow_01, flow_10))
         flow_t0, flow_t1 = intermediate_flows(flow_01, flow_10, t)
         warped0, warped1 = warp(img0, flow_t0), warp(img1, flow_t1)
         syn = self.synthesis(img0, img1, warped0, warped1, flow_t0, flow_t1, t)
@@ -147,6 +158,7 @@ class VFIModel(nn.Module):
         if scale <= 0:
             raise ValueError(f"scale must be in (0, 1], got {scale}")
         t = as_time_tensor(t, img0.shape[0], img0)
+        img0, img1 = (x.expand(t.numel(), -1, -1, -1) for x in (img0, img1))
         h, w = img0.shape[-2:]
         small = (max(8, round(h * scale)), max(8, round(w * scale)))
         shrink = dict(size=small, mode="bilinear", align_corners=False, antialias=True)
