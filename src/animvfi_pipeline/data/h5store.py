@@ -19,6 +19,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import cv2
 import h5py
+import hdf5plugin  # registers the Blosc filter with HDF5, for writing and for every reader
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
@@ -56,7 +57,7 @@ class IngestionConfig:
     seed: int = 0  # picks the validation clips
     on_error: str = "fail"  # fail: first bad triplet raises; skip: leave it out, record why
     workers: int = 2  # decoding processes; 0 decodes in this process
-    compression: str | None = "lzf"  # lzf | gzip (level 1) | gzip-<level> | none
+    compression: str | None = "blosc-lz4"  # see COMPRESSIONS; blosc-* need hdf5plugin (a dependency)
     extra_times: tuple[float, ...] | None = None  # None: the times every triplet has
     image_mode: str = "convert"  # convert | refuse (grayscale, RGBA, 16-bit)
     dis_preset: str = "medium"  # OpenCV DIS preset when flow is computed
@@ -104,17 +105,26 @@ class IngestionPlan:
         return write_triplets_h5(path, self.records, self.config, source_root=self.source_root, progress=self.progress)
 
 
+COMPRESSIONS = "blosc-lz4 | blosc-zstd | lzf | gzip | gzip-<0..9> | none"
+
+
 def _h5_compression(name: str | None) -> dict[str, Any]:
+    """h5py filter arguments for a compression name (docs/data.md has the measured trade-offs)."""
     if name is None or str(name).lower() == "none":
         return {}
     name = str(name).lower()
+    if name in ("blosc-lz4", "blosc-zstd"):
+        # Bit-shuffling groups the similar high bits of neighbouring float16 flow values and
+        # 8-bit colours, which is what makes a fast codec compress them well.
+        return dict(hdf5plugin.Blosc(cname=name[6:], clevel=5 if name == "blosc-lz4" else 1,
+                                     shuffle=hdf5plugin.Blosc.BITSHUFFLE))
     if name == "lzf":
         return {"compression": "lzf"}
     if name == "gzip":
         return {"compression": "gzip", "compression_opts": 1}
     if name.startswith("gzip-") and name[5:].isdigit() and 0 <= int(name[5:]) <= 9:
         return {"compression": "gzip", "compression_opts": int(name[5:])}
-    raise ValueError(f"compression must be lzf, gzip, gzip-<0..9> or none, got {name!r}")
+    raise ValueError(f"compression must be one of {COMPRESSIONS}, got {name!r}")
 
 
 def assign_splits(records: Sequence[TripletRecord], val_fraction: float, seed: int) -> list[str]:
