@@ -166,6 +166,7 @@ def test_one_pair_at_several_times_computes_the_flow_once_and_matches_separate_c
     assert len(calls) == 1 and together.shape == (3, *img0.shape[1:])
     for i, t in enumerate(times):
         assert torch.allclose(together[i], model.inference(img0, img1, t)[0], atol=1e-5)
+    calls.clear()
     reduced = model.inference(img0, img1, torch.tensor(times), scale=0.5)
-    assert reduced.shape == together.shape
+    assert len(calls) == 1 and reduced.shape == together.shape
     assert torch.allclose(reduced[1], model.inference(img0, img1, 0.5, scale=0.5)[0], atol=1e-5)

@@ -293,9 +293,7 @@ class ModelInterpolator:
         scale = self.scale_for(*img0.shape[:2])
         outputs = []
         for start in range(0, len(ts), self.batch_size):
-            chunk = ts[start:start + self.batch_size]
-            b = len(chunk)
-            t = torch.tensor(chunk, dtype=torch.float32, device=self.device)
+            t = torch.tensor(ts[start:start + self.batch_size], dtype=torch.float32, device=self.device)
             with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.autocast_dtype,
                                                         enabled=self.autocast_dtype is not None):
                 # One pair, several t: VFIModel computes the pair's flow once for all of them.

@@ -8,7 +8,7 @@ input size. Flow convention (docs/architecture.md): ``warp(img1, flow_01) ~= img
 With ``init="dis"`` the blocks refine OpenCV DIS flow instead of starting from zero motion: a
 classical estimate that is already good on flat-coloured cartoons, which the network only has to
 correct where DIS fails (large motion, occlusions, thin lines). On a CPU budget this is what makes
-the learned flow useful at all; see docs/architecture.md.
+the learned flow useful at all; see docs/model.md.
 """
 from __future__ import annotations
 
@@ -107,7 +107,9 @@ def dis_prior(img0: torch.Tensor, img1: torch.Tensor, preset: str = "fast") -> t
     DIS runs on the CPU on 8-bit grey frames, so on a GPU this costs a copy and a sync per call;
     it is a constant input to the network, never differentiated.
     """
-    as_u8 = lambda x: (x.detach().float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    def as_u8(x: torch.Tensor) -> np.ndarray:
+        return (x.detach().float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
     a, b = as_u8(img0), as_u8(img1)
     flows = [np.concatenate([dis_flow(a[i], b[i], preset), dis_flow(b[i], a[i], preset)]) for i in range(len(a))]
     return torch.from_numpy(np.stack(flows)).to(device=img0.device, dtype=img0.dtype)

@@ -158,11 +158,11 @@ class VFIModel(nn.Module):
         if scale <= 0:
             raise ValueError(f"scale must be in (0, 1], got {scale}")
         t = as_time_tensor(t, img0.shape[0], img0)
-        img0, img1 = (x.expand(t.numel(), -1, -1, -1) for x in (img0, img1))
         h, w = img0.shape[-2:]
         small = (max(8, round(h * scale)), max(8, round(w * scale)))
         shrink = dict(size=small, mode="bilinear", align_corners=False, antialias=True)
         out = self(F.interpolate(img0, **shrink), F.interpolate(img1, **shrink), t)
+        img0, img1 = (x.expand(t.numel(), -1, -1, -1) for x in (img0, img1))  # one pair, several t
         residual = out["pred"] - fuse(out["mask"], out["warped0"], out["warped1"], t)
         grow = dict(size=(h, w), mode="bilinear", align_corners=False)
         flow_t0, flow_t1 = (resize_flow(out[k], (h, w)).to(img0.dtype) for k in ("flow_t0", "flow_t1"))
