@@ -159,14 +159,14 @@ def test_one_pair_at_several_times_computes_the_flow_once_and_matches_separate_c
     torch.manual_seed(0)
     model = VFIModel(VFIConfig(flow=FlowNetConfig(channels=(8, 8, 8), depth=1), widths=(8, 8, 8, 8))).eval()
     calls = []
-    model.flownet.register_forward_hook(lambda *_: calls.append(1))
+    model.flownet.register_forward_hook(lambda _, inputs, __: calls.append(inputs[0].shape[0]))  # pairs seen
     img0, img1 = frame(0.0), frame(1.0)
     times = [0.25, 0.5, 0.75]
     together = model.inference(img0, img1, torch.tensor(times))
-    assert len(calls) == 1 and together.shape == (3, *img0.shape[1:])
+    assert calls == [1] and together.shape == (3, *img0.shape[1:])
     for i, t in enumerate(times):
         assert torch.allclose(together[i], model.inference(img0, img1, t)[0], atol=1e-5)
     calls.clear()
     reduced = model.inference(img0, img1, torch.tensor(times), scale=0.5)
-    assert len(calls) == 1 and reduced.shape == together.shape
+    assert calls == [1] and reduced.shape == together.shape
     assert torch.allclose(reduced[1], model.inference(img0, img1, 0.5, scale=0.5)[0], atol=1e-5)
