@@ -42,8 +42,8 @@ def test_trained_model_beats_blending_on_a_synthetic_clip(finished_project, tmp_
     ours, blended = [], []
     for seed in SEEDS:
         scene = make_scene(seed, W, H, level=1, n_windows=N_WINDOWS)
-        source = [scene.window(min(k, N_WINDOWS - 1)).render(float(k - min(k, N_WINDOWS - 1)))
-                  for k in range(N_WINDOWS + 1)]
+        # Frame k is window k at its start; the last one ends the last window.
+        source = [scene.window(k).render(0.0) for k in range(N_WINDOWS)] + [scene.window(N_WINDOWS - 1).render(1.0)]
         src = write_frames(tmp_path / f"clip{seed}", source)
         out = tmp_path / f"smooth{seed}"
         proc = run([str(BIN / "animvfi"), "interpolate", str(src), "-o", str(out), "--factor", str(factor)],

@@ -99,8 +99,8 @@ import mlflow, torch
 from animvfi_pipeline.models.checkpoint import load_vfi_model
 mlflow.set_tracking_uri("sqlite:///mlflow.db")
 exp = mlflow.get_experiment_by_name("animvfi_pipeline")
-(info,) = [m for m in mlflow.search_logged_models(experiment_ids=[exp.experiment_id], output_format="list")
-           if m.name == "vfi_model"][:1]
+info = next(m for m in mlflow.search_logged_models(experiment_ids=[exp.experiment_id], output_format="list")
+            if m.name == "vfi_model")
 served = mlflow.pytorch.load_model(info.model_uri)
 frames = torch.rand(1, 6, 40, 56)
 out = served(frames)
