@@ -89,7 +89,7 @@ def main() -> None:
         flow_ckpt = FlowTask(flow_conf["flow_model"]).make_checkpoint(flownet)
         task = VFITask(vfi_conf["vfi_model"], flow_ckpt, vfi_conf["vfi_training"]["loss"])
         data = {**vfi_conf["vfi_training"]["data"], "crop": [args.crop, args.crop]}
-        train_set, val_set = make_datasets(store, data, seed=0, flows=False)
+        train_set, val_set = make_datasets(store, data, seed=0, flows=False, flow_config=task.config.flow)
         val_set = torch.utils.data.Subset(val_set, [])  # throughput only
         cfg = TrainConfig(epochs=1, batch_size=args.batch, lr=1e-4, warmup_steps=1, device="cpu",
                           num_workers=workers, log_every=1, max_steps_per_epoch=steps, progress=False)

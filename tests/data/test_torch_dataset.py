@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader
 
 from animvfi_pipeline.data.torch_dataset import TripletDataset
 from animvfi_pipeline.errors import DataError
+from animvfi_pipeline.models.flownet import FlowNet, FlowNetConfig
 from animvfi_pipeline.models.warp import warp
 
 H, W = 40, 56
@@ -190,3 +191,17 @@ def test_dataloader_workers_read_the_hdf5_store_like_the_main_process(tmp_path):
     for key in ("img0", "target", "flow_01", "t", "index"):
         assert torch.equal(torch.cat([b[key] for b in batches]), torch.stack([s[key] for s in inline]))
     assert set(torch.cat([b["index"] for b in batches]).tolist()) == set(store.indices("train").tolist())
+
+
+def test_prior_is_the_dis_flow_the_model_would_compute_for_the_augmented_pair():
+    # Computed in the worker, it must be exactly what FlowNet.prior gives for the same two frames
+    # after crops, flips and reversal -- else training and inference would see different inputs.
+    ds = TripletDataset(TranslationStore(), "train", crop=(32, 40), augment=True, seed=1, prior="medium")
+    net = FlowNet(FlowNetConfig(channels=(8, 8, 8), depth=1, init="dis", dis_preset="medium"))
+    for epoch in range(4):
+        ds.set_epoch(epoch)
+        s = ds[0]
+        assert s["prior"].shape == (4, 32, 40) and s["prior"].dtype == torch.float32
+        assert torch.equal(s["prior"], net.prior(s["img0"][None], s["img1"][None])[0])
+    # and it is motion, not noise: on this translation it is close to the stored flow on average
+    assert (s["prior"][:2] - s["flow_01"]).abs().mean() < 0.25 * s["flow_01"].abs().mean()

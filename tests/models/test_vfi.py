@@ -50,7 +50,10 @@ class GivenFlows(nn.Module):
         super().__init__()
         self.flow_01, self.flow_10 = flow_01, flow_10
 
-    def forward(self, img0, img1):
+    def prior(self, img0, img1):
+        return None
+
+    def forward(self, img0, img1, prior=None):
         b = img0.shape[0]
         return self.flow_01.expand(b, -1, -1, -1), self.flow_10.expand(b, -1, -1, -1)
 
@@ -170,3 +173,20 @@ def test_one_pair_at_several_times_computes_the_flow_once_and_matches_separate_c
     reduced = model.inference(img0, img1, torch.tensor(times), scale=0.5)
     assert calls == [1] and reduced.shape == together.shape
     assert torch.allclose(reduced[1], model.inference(img0, img1, 0.5, scale=0.5)[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [(64, 96), (45, 70)])
+def test_a_prior_from_the_data_loader_gives_the_same_frame_as_one_computed_in_the_model(size):
+    torch.manual_seed(0)
+    cfg = VFIConfig(flow=FlowNetConfig(channels=(8, 8, 8), depth=1, init="dis"), widths=(8, 8, 8, 8))
+    model = VFIModel(cfg).eval()
+    img0, img1 = (F.interpolate(frame(t), size=size, mode="area") for t in (0.0, 1.0))
+    prior = model.flownet.prior(img0, img1)  # what TripletDataset(prior=...) hands over
+    with torch.no_grad():
+        assert torch.equal(model(img0, img1, 0.5, prior=prior)["pred"], model(img0, img1, 0.5)["pred"])
+
+
+def test_a_prior_for_a_flow_net_without_one_is_refused():
+    model = VFIModel(VFIConfig(flow=FlowNetConfig(channels=(8, 8, 8), depth=1), widths=(8, 8, 8, 8)))
+    with pytest.raises(ValueError, match="init='zero'"):
+        model(frame(0.0), frame(1.0), 0.5, prior=torch.zeros(1, 4, *frame(0.0).shape[-2:]))

@@ -62,6 +62,12 @@ def dis_flow(img_a: np.ndarray, img_b: np.ndarray, preset: str = "medium") -> np
     return np.ascontiguousarray(flow.transpose(2, 0, 1), dtype=np.float32)
 
 
+def dis_flow_pair(img0: np.ndarray, img1: np.ndarray, preset: str = "medium") -> np.ndarray:
+    """float32 (4, H, W): DIS flow 0 -> 1 (channels 0-1) and 1 -> 0 (channels 2-3), the prior a
+    FlowNet with ``init="dis"`` refines."""
+    return np.concatenate([dis_flow(img0, img1, preset), dis_flow(img1, img0, preset)])
+
+
 def flow_to_color(flow: np.ndarray, max_flow: float | None = None) -> np.ndarray:
     """Render flow (2, H, W) as uint8 RGB (H, W, 3): hue = direction, saturation = magnitude.
 

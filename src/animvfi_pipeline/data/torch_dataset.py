@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from animvfi_pipeline.data.flow import dis_flow_pair
 from animvfi_pipeline.errors import DataError
 
 MIDDLE = -1  # sample target: frame2 at t = 0.5 (otherwise an index into the store's extra frames)
@@ -33,6 +34,9 @@ class TripletDataset(Dataset):
         at their own t (arbitrary-t training), one sample per target frame.
     flows: ``False`` skips reading the flows (VFI training does not need them; at 960x540 they
         are most of the bytes read per sample).
+    prior: a DIS preset: also return ``"prior"``, the (4, H, W) DIS flows of the sample's two
+        frames that a FlowNet with ``init="dis"`` refines, computed here in the DataLoader worker
+        rather than in the training process (where, on a GPU, it would hold up every step).
     """
 
     def __init__(
@@ -44,6 +48,7 @@ class TripletDataset(Dataset):
         times: str = "middle",
         seed: int = 0,
         flows: bool = True,
+        prior: str | None = None,
     ):
         if times not in ("middle", "all"):
             raise ValueError(f"times must be 'middle' or 'all', not {times!r}")
@@ -52,6 +57,7 @@ class TripletDataset(Dataset):
         self.augment = augment
         self.seed = seed
         self.epoch = 0
+        self.prior = prior
         self.crop = None if crop is None else (int(crop[0]), int(crop[1]))
         if self.crop is not None and (self.crop[0] > store.height or self.crop[1] > store.width):
             raise DataError(
@@ -114,6 +120,8 @@ class TripletDataset(Dataset):
             "t": torch.tensor(t, dtype=torch.float32),
             "index": torch.tensor(row, dtype=torch.int64),
         }
+        if self.prior is not None:  # on the final (cropped, flipped, reversed) frames
+            sample["prior"] = torch.from_numpy(dis_flow_pair(img0, img1, self.prior))
         if self.with_flows:
             sample["flow_01"] = torch.from_numpy(np.ascontiguousarray(flow_01, dtype=np.float32))
             sample["flow_10"] = torch.from_numpy(np.ascontiguousarray(flow_10, dtype=np.float32))

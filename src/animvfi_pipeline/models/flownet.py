@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from animvfi_pipeline.data.flow import DIS_PRESETS, dis_flow
+from animvfi_pipeline.data.flow import DIS_PRESETS, dis_flow_pair
 from animvfi_pipeline.models.warp import warp
 
 
@@ -105,14 +105,15 @@ def dis_prior(img0: torch.Tensor, img1: torch.Tensor, preset: str = "fast") -> t
     """(B, 4, H, W) OpenCV DIS flows (flow_01, flow_10) for a batch of images in [0, 1].
 
     DIS runs on the CPU on 8-bit grey frames, so on a GPU this costs a copy and a sync per call;
-    it is a constant input to the network, never differentiated.
+    training computes it in the DataLoader workers instead (``TripletDataset(prior=...)``). It is
+    a constant input to the network, never differentiated.
     """
     def as_u8(x: torch.Tensor) -> np.ndarray:
         return (x.detach().float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
     a, b = as_u8(img0), as_u8(img1)
-    flows = [np.concatenate([dis_flow(a[i], b[i], preset), dis_flow(b[i], a[i], preset)]) for i in range(len(a))]
-    return torch.from_numpy(np.stack(flows)).to(device=img0.device, dtype=img0.dtype)
+    flows = np.stack([dis_flow_pair(a[i], b[i], preset) for i in range(len(a))])
+    return torch.from_numpy(flows).to(device=img0.device, dtype=img0.dtype)
 
 
 class FlowBlock(nn.Module):
@@ -150,21 +151,33 @@ class FlowNet(nn.Module):
         # The coarsest block halves its level once more.
         self.multiple = 2 * self.cfg.scales[0]
 
+    def prior(self, img0: torch.Tensor, img1: torch.Tensor) -> torch.Tensor | None:
+        """The flow the blocks refine, (B, 4, H, W), for unpadded frames; None with init="zero"."""
+        return dis_prior(img0, img1, self.cfg.dis_preset) if self.cfg.init == "dis" else None
+
     def forward(
-        self, img0: torch.Tensor, img1: torch.Tensor, return_pyramid: bool = False
+        self, img0: torch.Tensor, img1: torch.Tensor, return_pyramid: bool = False,
+        prior: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, list]:
         """Bidirectional flow at input resolution, in input pixels.
 
         Returns ``(flow_01, flow_10)``, or with ``return_pyramid=True``
         ``(flow_01, flow_10, [(flow_01, flow_10) per level, coarse to fine])`` where every level's
         flow is resized to the input resolution (for a multi-scale loss against full-size targets).
+        ``prior``: :meth:`prior` of these frames computed elsewhere (in a DataLoader worker);
+        by default it is computed here.
         """
-        img0, (h, w) = pad_to_multiple(img0, self.multiple)
-        img1, _ = pad_to_multiple(img1, self.multiple)
-        both = torch.cat((img0, img1), dim=1)
         # The blocks learn a residual over a prior: zero motion, or DIS flow (init="dis"). The
         # prior is kept at full resolution so its detail survives the 1/4-scale network.
-        prior = dis_prior(img0, img1, self.cfg.dis_preset) if self.cfg.init == "dis" else None
+        if self.cfg.init == "zero" and prior is not None:
+            raise ValueError("a flow prior was given to a FlowNet with init='zero'")
+        if prior is None:
+            prior = self.prior(img0, img1)
+        img0, (h, w) = pad_to_multiple(img0, self.multiple)
+        img1, _ = pad_to_multiple(img1, self.multiple)
+        if prior is not None:
+            prior, _ = pad_to_multiple(prior, self.multiple)
+        both = torch.cat((img0, img1), dim=1)
         residual = None
         levels = []
         for scale, r, block in zip(self.cfg.scales, self.cfg.corr_radius, self.blocks):

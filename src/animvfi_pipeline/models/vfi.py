@@ -114,18 +114,23 @@ class VFIModel(nn.Module):
             self.flownet.requires_grad_(False)
         self.multiple = max(self.flownet.multiple, self.synthesis.multiple)
 
-    def forward(self, img0: torch.Tensor, img1: torch.Tensor, t: float | torch.Tensor = 0.5
-                ) -> dict[str, torch.Tensor]:
+    def forward(self, img0: torch.Tensor, img1: torch.Tensor, t: float | torch.Tensor = 0.5,
+                prior: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Training entry: every intermediate result, cropped to the input size.
 
         One t per pair, or one pair (batch 1) and several t: then the flow is computed once and
-        the outputs have one entry per t.
+        the outputs have one entry per t. ``prior``: the flow net's prior for these frames when a
+        DataLoader worker computed it (see FlowNet.forward).
         """
         t = as_time_tensor(t, img0.shape[0], img0)
+        if prior is None:
+            prior = self.flownet.prior(img0, img1)  # on the frames as given, not the padded ones
         img0, (h, w) = pad_to_multiple(img0, self.multiple)
         img1, _ = pad_to_multiple(img1, self.multiple)
+        if prior is not None:
+            prior, _ = pad_to_multiple(prior, self.multiple)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.cfg.freeze_flow):
-            flow_01, flow_10 = self.flownet(img0, img1)
+            flow_01, flow_10 = self.flownet(img0, img1, prior=prior)
         if img0.shape[0] < t.numel():  # one pair at several times: its flow is computed once
             img0, img1, flow_01, flow_10 = (x.expand(t.numel(), -1, -1, -1) for x in (img0, img1, flow_01, flow_10))
         flow_t0, flow_t1 = intermediate_flows(flow_01, flow_10, t)

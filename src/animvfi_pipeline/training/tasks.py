@@ -61,14 +61,14 @@ class FlowTask:
         return FlowNet(self.config)
 
     def loss(self, model, batch):
-        *_, pyramid = model(batch["img0"], batch["img1"], return_pyramid=True)
+        *_, pyramid = model(batch["img0"], batch["img1"], return_pyramid=True, prior=batch.get("prior"))
         with _float32(batch):
             pyramid = [(f01.float(), f10.float()) for f01, f10 in pyramid]
             return flow_loss(pyramid, _gt_flows(batch), batch["img0"].float(), batch["img1"].float(),
                              **self.loss_options)
 
     def evaluate(self, model, batch):
-        f01, f10 = model(batch["img0"], batch["img1"])
+        f01, f10 = model(batch["img0"], batch["img1"], prior=batch.get("prior"))
         with _float32(batch):
             return self._metrics(f01.float(), f10.float(), batch)
 
@@ -87,7 +87,7 @@ class FlowTask:
     def figure(self, model, batch):
         from animvfi_pipeline.data.flow import flow_to_color
 
-        f01, _ = model(batch["img0"][:1], batch["img1"][:1])
+        f01, _ = model(batch["img0"][:1], batch["img1"][:1], prior=_first(batch.get("prior")))
         panels = {"frame 1": _rgb(batch["img0"][0]), "predicted flow 1->3": flow_to_color(_np(f01[0]))}
         if "flow_01" in batch:
             panels["stored flow 1->3"] = flow_to_color(_np(batch["flow_01"][0]))
@@ -117,13 +117,13 @@ class VFITask:
         return VFIModel(self.config, flownet)
 
     def loss(self, model, batch):
-        out = model(batch["img0"], batch["img1"], batch["t"])
+        out = model(batch["img0"], batch["img1"], batch["t"], prior=batch.get("prior"))
         with _float32(batch):
             return vfi_loss({"pred": out["pred"].float()}, batch["target"].float(), self.loss_weights,
                             self._perceptual_loss(batch["target"]))
 
     def evaluate(self, model, batch):
-        pred = model(batch["img0"], batch["img1"], batch["t"])["pred"]
+        pred = model(batch["img0"], batch["img1"], batch["t"], prior=batch.get("prior"))["pred"]
         with _float32(batch):
             return self._metrics(pred.float().clamp(0, 1), batch["target"].float())
 
@@ -138,7 +138,7 @@ class VFITask:
         return make_checkpoint("animvfi.vfi", model, self.config.to_dict())
 
     def figure(self, model, batch):
-        out = model(batch["img0"][:1], batch["img1"][:1], batch["t"][:1])
+        out = model(batch["img0"][:1], batch["img1"][:1], batch["t"][:1], prior=_first(batch.get("prior")))
         pred = out["pred"][0].float().clamp(0, 1)
         error = (pred - batch["target"][0].float()).abs().mean(0, keepdim=True).expand(3, -1, -1)
         return _panels({"frame 1": _rgb(batch["img0"][0]), "predicted": _rgb(pred),
@@ -158,13 +158,18 @@ class VFITask:
 # -- what each training process runs ----------------------------------------------------------
 
 
-def make_datasets(store: Any, data: dict[str, Any], seed: int, flows: bool = True
-                  ) -> tuple[TripletDataset, TripletDataset]:
-    """Training split (augmented crops) and validation split (fixed, t = 0.5). Never the test split."""
+def make_datasets(store: Any, data: dict[str, Any], seed: int, flows: bool = True,
+                  flow_config: FlowNetConfig | None = None) -> tuple[TripletDataset, TripletDataset]:
+    """Training split (augmented crops) and validation split (fixed, t = 0.5). Never the test split.
+
+    With a DIS-initialised flow network (``flow_config.init == "dis"``) the samples carry its
+    prior, computed in the DataLoader workers.
+    """
+    prior = flow_config.dis_preset if flow_config is not None and flow_config.init == "dis" else None
     train_set = TripletDataset(store, "train", crop=data.get("crop"), augment=data.get("augment", True),
-                               times=data.get("times", "middle"), seed=seed, flows=flows)
+                               times=data.get("times", "middle"), seed=seed, flows=flows, prior=prior)
     val_set = TripletDataset(store, "val", crop=data.get("val_crop"), augment=False, times="middle", seed=seed,
-                             flows=flows)
+                             flows=flows, prior=prior)
     log.info("training on %d samples, validating on %d", len(train_set), len(val_set))
     return train_set, val_set
 
@@ -173,7 +178,7 @@ def fit_flow(store: Any, model_params: dict[str, Any], training_params: dict[str
     """Pretrain the flow network. Result on rank 0, None on other ranks."""
     cfg = TrainConfig.from_dict(dict(training_params.get("loop", {})))
     task = FlowTask(model_params, training_params.get("loss"), with_gt=getattr(store, "has_flows", True))
-    train_set, val_set = make_datasets(store, training_params.get("data", {}), cfg.seed)
+    train_set, val_set = make_datasets(store, training_params.get("data", {}), cfg.seed, flow_config=task.config)
     return train(task, train_set, val_set, cfg, _logger(training_params))
 
 
@@ -183,7 +188,8 @@ def fit_vfi(store: Any, flow_checkpoint: dict[str, Any], model_params: dict[str,
     cfg = TrainConfig.from_dict(dict(training_params.get("loop", {})))
     task = VFITask(model_params, flow_checkpoint, training_params.get("loss"),
                    training_params.get("perceptual_weights"))
-    train_set, val_set = make_datasets(store, training_params.get("data", {}), cfg.seed, flows=False)
+    train_set, val_set = make_datasets(store, training_params.get("data", {}), cfg.seed, flows=False,
+                                       flow_config=task.config.flow)
     return train(task, train_set, val_set, cfg, _logger(training_params))
 
 
@@ -197,6 +203,10 @@ def _logger(training_params: dict[str, Any]):
 def _float32(batch: dict[str, Any]):
     """Losses and metrics in float32 even inside the loop's autocast (AMP covers the model only)."""
     return torch.autocast(batch["img0"].device.type, enabled=False)
+
+
+def _first(x: torch.Tensor | None) -> torch.Tensor | None:
+    return None if x is None else x[:1]
 
 
 def _gt_flows(batch: dict[str, Any]) -> torch.Tensor | None:
