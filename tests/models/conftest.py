@@ -1,11 +1,7 @@
-"""Model tests run one torch thread each: the CPU is shared, and oversubscription stalls them."""
+"""Model tests run one torch thread each (the shared ``one_thread`` fixture in tests/conftest.py)."""
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread_per_module(one_thread):
     yield
-    torch.set_num_threads(before)

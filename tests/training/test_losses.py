@@ -26,13 +26,7 @@ from animvfi_pipeline.training.losses import (
 H, W = 48, 64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The CPU is shared: one thread per test process avoids oversubscription stalls.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 SIDE, X0, Y0, MOVE = 16, 12, 16, 6  # a square moving MOVE pixels to the right
 
 
