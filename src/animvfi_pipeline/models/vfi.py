@@ -173,3 +173,14 @@ class VFIModel(nn.Module):
         flow_t0, flow_t1 = (resize_flow(out[k], (h, w)).to(img0.dtype) for k in ("flow_t0", "flow_t1"))
         pred = fuse(F.interpolate(out["mask"], **grow), warp(img0, flow_t0), warp(img1, flow_t1), t)
         return (pred + F.interpolate(residual, **grow)).clamp(0, 1)
+
+
+def prior_network(cfg: VFIConfig) -> VFIModel:
+    """The network ``cfg`` describes with its learned parts off: DIS flow (or zero flow), linear
+    intermediate flows, backward warps and the fixed t-weighted fusion, nothing learned on top.
+
+    Every learned output starts at "no change" (zero-initialised heads), so an untrained model is
+    exactly this prior whatever its random weights; it is the baseline a trained model must beat.
+    """
+    return VFIModel(cfg).eval()
+

@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from animvfi_pipeline.evaluation import baselines, figures, report
 from animvfi_pipeline.evaluation.metrics import make_lpips
 from animvfi_pipeline.models.checkpoint import build_vfi_model
+from animvfi_pipeline.models.vfi import prior_network
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def evaluate(
         evaluation_params: ``EvaluationParams`` fields.
 
     Returns:
-        metrics (``{method: {metric: value}}`` with methods model, repeat, blend, classical_flow),
+        metrics (``{method: {metric: value}}`` with methods model, prior, repeat, blend, classical_flow),
         the per-triplet table, the per-method table, the Markdown summary, and the gallery,
         PSNR-distribution and training-curve figures.
     """
@@ -58,6 +59,8 @@ def evaluate(
     model = build_vfi_model(vfi_model, source="vfi_model")
     predictors = {
         "model": baselines.model_predictor(model, device),
+        # What training added is model - prior: the same network with its learned parts off.
+        "prior": baselines.model_predictor(prior_network(model.cfg), device),
         "repeat": baselines.repeat,
         "blend": baselines.blend,
         "classical_flow": baselines.classical_flow_predictor(baselines.ClassicalFlowConfig(**params.classical_flow)),
