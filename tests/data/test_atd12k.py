@@ -35,6 +35,14 @@ def test_clip_key_drops_frame_and_sample_fields():
     assert clip_key("Disney_v4_0_000024_s2") == "Disney_v4_0"
 
 
+def test_style_of_reads_the_synthetic_family_and_leaves_real_names_without_one():
+    from animvfi_pipeline.data.atd12k import style_of
+
+    assert style_of("Japan_watercolor3_1_000004_s1") == "watercolor"
+    assert style_of("Disney_v4_0_000024_s2") == ""  # real ATD-12K
+    assert style_of("oddname") == ""
+
+
 def test_scan_lists_every_triplet_with_its_files(tree):
     root, specs = tree
     records = scan_atd12k(root)

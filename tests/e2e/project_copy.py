@@ -24,6 +24,7 @@ TINY_PARAMS: dict[str, dict[str, Any]] = {
         "raw_data.synthetic.height": 64,
         "raw_data.synthetic.n_train": 16,
         "raw_data.synthetic.n_test": 6,
+        "raw_data.synthetic.n_unseen_val": 2,
         "raw_data.synthetic.triplets_per_clip": 2,
         "ingestion.size": [96, 64],
         "ingestion.val_fraction": 0.25,

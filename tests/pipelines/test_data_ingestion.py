@@ -156,7 +156,7 @@ SYNTHETIC_TINY = {
     "raw_data": {
         "source": "synthetic",
         "synthetic": {"width": 64, "height": 48, "n_train": 8, "n_test": 4, "triplets_per_clip": 2,
-                      "extra_times": [0.25], "workers": 1},
+                      "extra_times": [0.25], "workers": 1, "n_unseen_val": 2},
     },
     "ingestion": {"size": [64, 48], "workers": 0, "progress": False},
 }
@@ -194,7 +194,11 @@ def test_default_run_generates_and_ingests_the_synthetic_set(synthetic_runs):
     assert (synthetic_runs["raw"] / "synthetic_spec.json").is_file()
     meta = store.meta
     assert (store.width, store.height) == (64, 48)
-    assert len(store.indices("test")) == 4 and len(store.indices("train")) + len(store.indices("val")) == 8
+    assert len(store.indices("test")) == 4 and len(store.indices("train")) + len(store.indices("val")) == 8 + 2
+    # conf/base holds the unseen style family out of training: all of it goes to val and test.
+    unseen = meta["style"] == "watercolor"
+    assert set(meta.loc[unseen, "split"]) == {"val", "test"}
+    assert set(meta.loc[meta["split"] == "train", "style"]) <= {"cel", "paper", "cg"}
     assert set(meta["flow_source"]) == {"gt"}  # exact flow, never pseudo-flow, for synthetic data
     assert store.extra_times == (0.25,) and store.extra(0).shape == (1, 48, 64, 3)
     assert set(meta.loc[meta["split"] == "test", "level"]) <= {0, 1, 2}

@@ -71,7 +71,7 @@ def test_pipeline_writes_the_report_through_the_catalog(store, checkpoint, tmp_p
 
     reporting = tmp_path / "data/08_reporting"
     metrics = json.loads((reporting / "metrics.json").read_text())
-    assert set(metrics) == {"model", "repeat", "blend", "classical_flow"}
+    assert set(metrics) == {"model", "prior", "repeat", "blend", "classical_flow"}
     for values in metrics.values():
         assert values["n_triplets"] == 3
         for key in ("psnr", "ssim", "ssim_animeinterp", "roi_psnr", "roi_ssim", "ie", "psnr_east"):
@@ -80,17 +80,20 @@ def test_pipeline_writes_the_report_through_the_catalog(store, checkpoint, tmp_p
     assert metrics["repeat"]["psnr"] < 100
 
     per_triplet = pd.read_csv(reporting / "per_triplet.csv")
-    assert len(per_triplet) == 3 * 4 and set(per_triplet["east_west"]) == {"east"}
+    assert len(per_triplet) == 3 * 5 and set(per_triplet["east_west"]) == {"east"}
     by_method = pd.read_csv(reporting / "psnr_by_method.csv")
-    assert list(by_method["method"]) == ["model", "repeat", "blend", "classical_flow"]
-    assert "| classical_flow |" in (reporting / "summary.md").read_text()
+    assert list(by_method["method"]) == ["model", "prior", "repeat", "blend", "classical_flow"]
+    summary = (reporting / "summary.md").read_text()
+    assert "| classical_flow |" in summary
+    gain = metrics["model"]["psnr"] - metrics["prior"]["psnr"]
+    assert f"all: {gain:+.2f} dB PSNR" in summary  # the report says what training added
     for name in ("gallery", "psnr_distribution", "training_curves"):
         assert (reporting / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_limit_and_no_histories(store, checkpoint):
     metrics, per_triplet, *_ = evaluate(store, checkpoint, None, None, _params(limit=1))
-    assert len(per_triplet) == 4 and metrics["model"]["n_triplets"] == 1
+    assert len(per_triplet) == 5 and metrics["model"]["n_triplets"] == 1
 
 
 def test_a_checkpoint_that_does_not_fit_its_config_is_refused(store, checkpoint):

@@ -45,6 +45,20 @@ def clip_key(name: str) -> str:
     return "_".join(parts[:-2]) if len(parts) > 2 else name
 
 
+_SYNTHETIC_VIDEO = re.compile(r"^([a-z]+)\d+$")
+
+
+def style_of(name: str) -> str:
+    """The style family in a synthetic triplet's name (``Japan_paper2_0_000004_s1`` -> ``paper``).
+
+    The generator writes the family into the video id where ATD-12K has ``v<k>``; real names
+    (``Disney_v4_0_000024_s2``) have no family and give ``""``.
+    """
+    parts = name.split("_")
+    match = _SYNTHETIC_VIDEO.match(parts[1]) if len(parts) > 2 else None
+    return match.group(1) if match and match.group(1) != "v" else ""
+
+
 def time_key(t: float) -> float:
     """Times are matched to 3 decimals, the precision of the ``t0.250.png`` file names."""
     return round(float(t), 3)
@@ -376,6 +390,7 @@ def load_triplet(
         "roi": (-1, -1, -1, -1),
         "motion_type": "unknown",
         "behavior": "",
+        "style": style_of(record.name),
         "orig_width": orig_w,
         "orig_height": orig_h,
     }

@@ -29,6 +29,7 @@ from animvfi_pipeline.data.atd12k import (
     FLOW_SOURCES,
     IMAGE_MODES,
     TripletRecord,
+    style_of,
     load_triplet,
     time_key,
 )
@@ -40,7 +41,7 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
 ON_ERROR = ("fail", "skip")
-STRING_COLUMNS = ("name", "split", "clip", "motion_type", "behavior", "flow_source")
+STRING_COLUMNS = ("name", "split", "clip", "motion_type", "behavior", "flow_source", "style")
 INT_COLUMNS = ("level", "orig_width", "orig_height")
 # forkserver: workers start from a clean process, not a fork of a (possibly multi-threaded)
 # Kedro or notebook process, and still start fast after the first one.
@@ -54,6 +55,7 @@ class IngestionConfig:
     size: tuple[int, int]  # (W, H) of every stored frame
     flow_source: str = "auto"  # auto | gt | sgm | dis | none (see load_triplet)
     val_fraction: float = 0.1  # share of training CLIPS moved to the validation split
+    val_styles: tuple[str, ...] = ()  # style families (data.atd12k.style_of) that go to val whole, never train
     seed: int = 0  # picks the validation clips
     on_error: str = "fail"  # fail: first bad triplet raises; skip: leave it out, record why
     workers: int = 2  # decoding processes; 0 decodes in this process
@@ -64,6 +66,7 @@ class IngestionConfig:
 
     def __post_init__(self) -> None:
         self.size = (int(self.size[0]), int(self.size[1]))
+        self.val_styles = tuple(str(v) for v in (self.val_styles or ()))
         if min(self.size) < 1:
             raise ValueError(f"size must be positive (W, H), got {self.size}")
         if self.flow_source not in FLOW_SOURCES:
@@ -127,19 +130,23 @@ def _h5_compression(name: str | None) -> dict[str, Any]:
     raise ValueError(f"compression must be one of {COMPRESSIONS}, got {name!r}")
 
 
-def assign_splits(records: Sequence[TripletRecord], val_fraction: float, seed: int) -> list[str]:
+def assign_splits(records: Sequence[TripletRecord], val_fraction: float, seed: int,
+                  val_styles: Sequence[str] = ()) -> list[str]:
     """Split label per record: test stays test; training clips go to train or val whole.
 
-    About ``val_fraction`` of the training clips (at least one when the fraction is positive,
-    never all of them) are drawn with ``seed``; the draw depends only on the set of clip keys.
+    Clips of a style family in ``val_styles`` all go to val, so training never sees that family
+    and validation measures transfer to it. Of the other training clips, about ``val_fraction``
+    (at least one when the fraction is positive, never all of them) are drawn with ``seed``; the
+    draw depends only on the set of clip keys.
     """
-    clips = sorted({r.clip for r in records if r.split == "train"})
+    held = {r.clip for r in records if r.split == "train" and style_of(r.name) in set(val_styles)}
+    clips = sorted({r.clip for r in records if r.split == "train"} - held)
     n_val = int(round(val_fraction * len(clips)))
     if val_fraction > 0 and n_val == 0:
         n_val = 1
     n_val = min(n_val, max(len(clips) - 1, 0))
     rng = np.random.default_rng(seed)
-    val_clips = {clips[i] for i in rng.permutation(len(clips))[:n_val]}
+    val_clips = {clips[i] for i in rng.permutation(len(clips))[:n_val]} | held
     return ["test" if r.split == "test" else ("val" if r.clip in val_clips else "train") for r in records]
 
 
@@ -319,7 +326,7 @@ def write_triplets_h5(
         raise DataError(source_root or path, "no triplets to ingest")
     cfg = config
     started = time.perf_counter()
-    splits = assign_splits(records, cfg.val_fraction, cfg.seed)
+    splits = assign_splits(records, cfg.val_fraction, cfg.seed, cfg.val_styles)
     times = common_extra_times(records) if cfg.extra_times is None else cfg.extra_times
     load_kwargs = dict(
         size=cfg.size,
@@ -480,6 +487,9 @@ class TripletStore:
             g = self._h5()["meta"]
             cols: dict[str, Any] = {}
             for col in STRING_COLUMNS:
+                if col not in g:  # stores written before the column existed
+                    cols[col] = np.full(self._len, "", dtype=object)
+                    continue
                 cols[col] = g[col].asstr()[...] if self._len else np.array([], dtype=object)
             roi = g["roi"][...].reshape(-1, 4)
             for j, col in enumerate(("roi_x", "roi_y", "roi_w", "roi_h")):
@@ -487,7 +497,7 @@ class TripletStore:
             for col in INT_COLUMNS:
                 cols[col] = g[col][...]
             order = ["name", "split", "clip", "level", "roi_x", "roi_y", "roi_w", "roi_h",
-                     "motion_type", "behavior", "flow_source", "orig_width", "orig_height"]
+                     "motion_type", "behavior", "flow_source", "style", "orig_width", "orig_height"]
             self._meta = pd.DataFrame({c: cols[c] for c in order})
         return self._meta
 

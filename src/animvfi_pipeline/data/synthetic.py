@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import multiprocessing
 import os
 import sys
@@ -27,7 +28,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from animvfi_pipeline.data.synthetic_builder import LEVEL_BANDS, make_scene
+from animvfi_pipeline.data.synthetic_builder import LEVEL_BANDS, STYLE_FAMILIES, TIMINGS, make_scene
 from animvfi_pipeline.data.synthetic_scene import (
     LEVEL_THRESHOLDS, MOTION_TYPES, CartoonScene, level_of,
 )
@@ -43,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 SPEC_FILE = "synthetic_spec.json"
 # Bump when the pictures or flows for a given config change, so old datasets are regenerated.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 STUDIOS = ("Japan", "Disney")  # east / west, alternating clip by clip
 CLIPS_PER_VIDEO = 3
 # (split, directory, frame extension): train is JPEG like ATD-12K's train_10k, test is PNG.
@@ -64,11 +65,31 @@ class SyntheticConfig:
     jpeg_quality: int = 95
     level_weights: tuple[float, float, float] = (0.3, 0.4, 0.3)
     workers: int = 2            # processes used to render; output must NOT depend on this
+    timing: str = "linear"      # linear: frame2 is the midpoint of the motion; eased: random easing per window
+    styles: tuple[str, ...] = ("cel", "paper", "cg")     # style families of the training clips
+    unseen_styles: tuple[str, ...] = ("watercolor",)     # families training never sees: in val and test only
+    n_unseen_val: int = 0       # triplets of unseen styles written to train_10k for ingestion to route to val
+    unseen_test_share: float = 0.0  # share of test clips drawn in an unseen style
 
     def __post_init__(self):
         self.extra_times = tuple(float(t) for t in self.extra_times)
         self.level_weights = tuple(float(w) for w in self.level_weights)
+        self.styles = tuple(str(v) for v in self.styles)
+        self.unseen_styles = tuple(str(v) for v in self.unseen_styles)
         problems = []
+        unknown = sorted(set(self.styles + self.unseen_styles) - set(STYLE_FAMILIES))
+        if unknown:
+            problems.append(f"unknown style families {unknown}; known: {sorted(STYLE_FAMILIES)}")
+        if not self.styles:
+            problems.append("styles must name at least one family for training")
+        if set(self.styles) & set(self.unseen_styles):
+            problems.append(f"a family cannot be both seen and unseen: {sorted(set(self.styles) & set(self.unseen_styles))}")
+        if self.timing not in TIMINGS:
+            problems.append(f"timing must be one of {TIMINGS}, got {self.timing!r}")
+        if self.n_unseen_val < 0 or not 0.0 <= self.unseen_test_share <= 1.0:
+            problems.append("n_unseen_val must be >= 0 and unseen_test_share in [0, 1]")
+        if (self.n_unseen_val or self.unseen_test_share) and not self.unseen_styles:
+            problems.append("n_unseen_val / unseen_test_share need at least one unseen style")
         if self.width < 8 or self.height < 8:
             problems.append(f"width and height must be >= 8, got {self.width}x{self.height}")
         if self.n_train < 0 or self.n_test < 0:
@@ -106,11 +127,17 @@ class _ClipJob:
     extra_times: tuple[float, ...]
     jpeg_quality: int
     level_weights: tuple[float, float, float]
+    style: str
+    timing: str
 
 
-def clip_name(index: int) -> str:
-    """Clip key of clip ``index``: studio, video and clip number (``Japan_v1_0``)."""
-    return f"{STUDIOS[index % 2]}_v{index // (2 * CLIPS_PER_VIDEO) + 1}_{(index // 2) % CLIPS_PER_VIDEO}"
+def clip_name(index: int, style: str = "v") -> str:
+    """Clip key of clip ``index``: studio, video and clip number (``Japan_cel1_0``).
+
+    The video id carries the style family (``cel1``, ``watercolor3``), where ATD-12K has ``v1``;
+    ``data.atd12k.style_of`` reads it back.
+    """
+    return f"{STUDIOS[index % 2]}_{style}{index // (2 * CLIPS_PER_VIDEO) + 1}_{(index // 2) % CLIPS_PER_VIDEO}"
 
 
 def write_synthetic_atd12k(root: str | Path, cfg: SyntheticConfig, progress: bool = True) -> Path:
@@ -126,7 +153,7 @@ def write_synthetic_atd12k(root: str | Path, cfg: SyntheticConfig, progress: boo
         logger.info("%s: synthetic dataset already matches the config, nothing to do", root)
         return root
     jobs = _plan(root, cfg)
-    n_total = cfg.n_train + cfg.n_test
+    n_total = cfg.n_train + cfg.n_unseen_val + cfg.n_test
     records = []
     with atomic_path(root) as tmp:
         tmp.mkdir(parents=True)
@@ -185,12 +212,31 @@ def _is_up_to_date(root: Path, spec: dict) -> bool:
 
 
 def _plan(root: Path, cfg: SyntheticConfig) -> list[_ClipJob]:
+    """Clips in order: training clips cycling through the seen styles, then unseen-style clips in
+    train_10k (for the validation split), then test clips, of which about ``unseen_test_share``
+    are unseen-style."""
+    (train, train_dir, train_ext), (test, test_dir, test_ext) = SPLITS
+    groups = [(train, train_dir, train_ext, cfg.n_train, lambda k: cfg.styles[k % len(cfg.styles)])]
+    if cfg.n_unseen_val:
+        groups.append((train, train_dir, train_ext, cfg.n_unseen_val,
+                       lambda k: cfg.unseen_styles[k % len(cfg.unseen_styles)]))
+
+    # Spread the unseen clips evenly through the test split (clip k is unseen when the running
+    # share steps past a whole number); the seen ones cycle through the training styles.
+    n_clips = -(-cfg.n_test // cfg.triplets_per_clip)
+    unseen = [math.floor((k + 1) * cfg.unseen_test_share) > math.floor(k * cfg.unseen_test_share)
+              for k in range(n_clips)]
+    test_styles = [cfg.unseen_styles[sum(unseen[:k]) % len(cfg.unseen_styles)] if u
+                   else cfg.styles[(k - sum(unseen[:k])) % len(cfg.styles)] for k, u in enumerate(unseen)]
+    test_style = test_styles.__getitem__
+
+    groups.append((test, test_dir, test_ext, cfg.n_test, test_style))
     jobs, index = [], 0
-    for (split, split_dir, ext), n in zip(SPLITS, (cfg.n_train, cfg.n_test), strict=True):
-        for start in range(0, n, cfg.triplets_per_clip):
+    for split, split_dir, ext, n, style_of_clip in groups:
+        for k, start in enumerate(range(0, n, cfg.triplets_per_clip)):
             jobs.append(_ClipJob(str(root), split, split_dir, ext, index, min(cfg.triplets_per_clip, n - start),
                                  cfg.seed, cfg.width, cfg.height, cfg.extra_times, cfg.jpeg_quality,
-                                 cfg.level_weights))
+                                 cfg.level_weights, style_of_clip(k), cfg.timing))
             index += 1
     return jobs
 
@@ -204,12 +250,12 @@ def _render_clip(job: _ClipJob) -> list[dict]:
     target = int(rng.choice(3, p=weights))
     motion = str(rng.choice(MOTION_TYPES))
     scene = make_scene(int(rng.integers(2**62)), job.width, job.height, level=target, motion_type=motion,
-                       n_windows=job.n_triplets)
+                       n_windows=job.n_triplets, style=job.style, timing=job.timing)
     out = Path(job.out)
     records = []
     for k in range(job.n_triplets):
         win = scene.window(k)
-        name = f"{clip_name(job.index)}_{2 * k:06d}_s1"
+        name = f"{clip_name(job.index, job.style)}_{2 * k:06d}_s1"
         folder = out / job.split_dir / name
         folder.mkdir(parents=True, exist_ok=False)
         for i, t in enumerate((0.0, 0.5, 1.0), start=1):
@@ -235,7 +281,7 @@ def _render_clip(job: _ClipJob) -> list[dict]:
             ann_dir.mkdir(parents=True)
             (ann_dir / f"{name}.json").write_text(json.dumps(ann, indent=2) + "\n")
         records.append({"name": name, "split": job.split, "level": level, "target_level": target,
-                        "motion_type": motion})
+                        "motion_type": motion, "style": job.style})
     return records
 
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import colorsys
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from animvfi_pipeline.data.synthetic_scene import (
-    ANGLE, BEND, LOG_SCALE, MOTION_TYPES, N_EASINGS, N_PARAMS, REF_WIDTH, SQUASH, TX, TY,
+    ANGLE, BEND, LINEAR, LOG_SCALE, MOTION_TYPES, N_EASINGS, N_PARAMS, REF_WIDTH, SQUASH, TX, TY,
     CartoonScene, Layer, Path,
 )
 from animvfi_pipeline.data.synthetic_shapes import (
@@ -33,29 +34,81 @@ SKIN = ((1.0, 0.87, 0.76), (0.98, 0.8, 0.66), (0.85, 0.64, 0.5), (0.62, 0.44, 0.
 INK = np.array([0.1, 0.07, 0.1])
 
 
+TIMINGS = ("linear", "eased")
+
+
+@dataclass(frozen=True)
+class StyleFamily:
+    """How a family draws: the same shot geometry, painted differently.
+
+    line: outline width range (reference units; 0 = no outlines); cel: hard cel shadows;
+    gradient: soft shading across a part (share of its colour, CG-like); soft: edge softness
+    (reference units); grain / bg_grain: high-frequency paint or paper texture on foreground
+    parts / backgrounds (relative brightness swing); lighting: amplitude of a global brightness
+    swing over time.
+    """
+
+    line: tuple[float, float] = (2.0, 3.0)
+    cel: bool = True
+    gradient: float = 0.0
+    soft: float = 0.0
+    grain: float = 0.0
+    bg_grain: float = 0.0
+    lighting: float = 0.0
+
+
+STYLE_FAMILIES = {
+    "cel": StyleFamily(),  # flat TV-anime cels: thick ink, hard two-tone shadows
+    "paper": StyleFamily(line=(0.7, 1.3), cel=False, bg_grain=0.5),  # thin ink, flat fills, paper grain
+    "cg": StyleFamily(line=(0.0, 0.0), cel=False, gradient=0.5, lighting=0.06),  # 3-D-shaded look
+    "watercolor": StyleFamily(line=(0.0, 0.0), cel=False, gradient=0.25, soft=1.5, grain=0.35,
+                              bg_grain=0.35, lighting=0.03),
+}
+
+
 def _hsv(h: float, s: float, v: float) -> np.ndarray:
     return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v))
 
 
 class _Style:
-    """Per-scene drawing style: light direction, line weight, shadow tint."""
+    """Per-scene drawing style: light direction, line weight, shadow tint, and the family's paint."""
 
-    def __init__(self, rng: np.random.Generator):
+    def __init__(self, rng: np.random.Generator, family: StyleFamily, grain_seed: int):
         a = rng.uniform(-np.pi, 0)  # light from above, left or right
         self.light = np.array([np.cos(a), np.sin(a)])
-        self.line = rng.uniform(2.0, 3.0)
+        u = rng.uniform()  # drawn for every family, so a seed gives the same shot in each family
+        self.line = family.line[0] + u * (family.line[1] - family.line[0])
         self.shade = np.array([0.7, 0.68, 0.84]) * rng.uniform(0.92, 1.05)
+        self.family = family
         self.rng = rng
+        # Grain waves from their own generator: the geometry draws above stay the same.
+        grain_rng = np.random.default_rng(grain_seed)
+        self.grain_waves = [(*(f * np.array([np.cos(d), np.sin(d)])), p) for f, d, p in zip(
+            grain_rng.uniform(1.2, 3.2, 12), grain_rng.uniform(0, np.pi, 12), grain_rng.uniform(0, 6.3, 12))]
 
     def part(self, shape, fill, size: float, shade=True, line=True, strokes=(), **kw) -> Part:
+        fam = self.family
+        fill = np.asarray(fill, float)
         # Lit area = shape shifted toward the light; the crescent left over is the cel shadow.
         off = tuple(float(v) for v in self.light * 0.22 * size)
-        return Part(shape, np.asarray(fill, float), line_colour=kw.pop("line_colour", INK),
-                    line_width=self.line if line else 0.0, shade_mul=self.shade if shade else None,
-                    shade_offset=off, strokes=list(strokes), **kw)
+        if shade and fam.gradient > 0:  # brighter toward the light, across the part's size
+            kw.setdefault("gradient", (*self.light, fill * fam.gradient / size))
+        if fam.grain > 0:
+            kw.setdefault("texture", self.grain_waves)
+            kw.setdefault("texture_amp", fam.grain)
+        return Part(shape, fill, line_colour=kw.pop("line_colour", INK),
+                    line_width=self.line if line else 0.0,
+                    shade_mul=self.shade if shade and fam.cel else None, shade_offset=off,
+                    strokes=list(strokes) if self.line > 0 else [], soft=fam.soft, **kw)
 
     def stroke(self, pts) -> Stroke:
         return Stroke(np.asarray(pts, float), 0.7 * self.line)
+
+    def background_texture(self, slow: list, amp: float) -> dict:
+        """Texture of a background part: the slow painted waves, plus the family's grain."""
+        if self.family.bg_grain > 0:
+            return dict(texture=slow + self.grain_waves, texture_amp=amp + self.family.bg_grain)
+        return dict(texture=slow, texture_amp=amp)
 
     def colour(self, s=(0.45, 0.85), v=(0.7, 0.98)) -> np.ndarray:
         return _hsv(self.rng.uniform(), self.rng.uniform(*s), self.rng.uniform(*v))
@@ -150,7 +203,7 @@ def _background(st: _Style, ref_w: float, ref_h: float, K: int) -> list[Layer]:
     # Painted look: a faint brightness swing from three slow waves.
     tex = lambda: [(*rng.uniform(-0.06, 0.06, 2), rng.uniform(0, 6.3)) for _ in range(3)]  # noqa: E731
     sky = [Part(Everywhere(), top, gradient=(0.0, 1.0, (horizon - top) / (0.7 * ref_h)),
-                texture=tex(), texture_amp=0.04)]
+                **st.background_texture(tex(), 0.04))]
     span = (-ref_w * (1 + 0.2 * K), ref_w * (2 + 0.2 * K))  # the camera may pan either way
     for _ in range(int(rng.integers(3, 7))):
         cx, cy, r = rng.uniform(*span), rng.uniform(0.05, 0.45) * ref_h, rng.uniform(8, 18)
@@ -165,8 +218,8 @@ def _background(st: _Style, ref_w: float, ref_h: float, K: int) -> list[Layer]:
         terr = Terrain(base * ref_h + rng.uniform(-0.05, 0.05) * ref_h, rng.uniform(2, 7, n) * (1.5 - factor),
                        rng.uniform(0.01, 0.05, n), rng.uniform(0, 6.3, n))
         fill = _hsv(rng.uniform(0.2, 0.36), sat, 0.75 if factor < 1 else 0.65)
-        parts = [Part(terr, fill, line_colour=fill * 0.6, line_width=1.2, texture=tex(), texture_amp=0.06,
-                      gradient=(0.0, 1.0, -fill * 0.5 / ref_h))]
+        parts = [Part(terr, fill, line_colour=fill * 0.6, line_width=1.2 if st.line > 0 else 0.0,
+                      gradient=(0.0, 1.0, -fill * 0.5 / ref_h), **st.background_texture(tex(), 0.06))]
         if name == "ground":
             for x in rng.uniform(*span, int(rng.integers(1, 4))):
                 tr = rng.uniform(14, 24)
@@ -203,8 +256,20 @@ def _samples(parts: list[Part], r: float) -> np.ndarray:
 
 
 def make_scene(seed: int, width: int, height: int, level: int | None = None,
-               motion_type: str | None = None, n_windows: int = 1) -> CartoonScene:
-    """A deterministic random cartoon shot; ``n_windows`` consecutive triplets (clock 0..n_windows)."""
+               motion_type: str | None = None, n_windows: int = 1, style: str = "cel",
+               timing: str = "linear") -> CartoonScene:
+    """A deterministic random cartoon shot; ``n_windows`` consecutive triplets (clock 0..n_windows).
+
+    ``style``: a key of STYLE_FAMILIES (the same seed gives the same shot in every family).
+    ``timing``: "linear" moves everything at constant speed within a window, so the frame at
+    t = 0.5 is the midpoint of the motion; "eased" gives each layer a random easing per window,
+    so the true in-between lies anywhere from 1/8 to 3/4 of the way and cannot be told from the
+    two end frames.
+    """
+    if style not in STYLE_FAMILIES:
+        raise ValueError(f"style must be one of {sorted(STYLE_FAMILIES)}, got {style!r}")
+    if timing not in TIMINGS:
+        raise ValueError(f"timing must be one of {TIMINGS}, got {timing!r}")
     if width < 8 or height < 8:
         raise ValueError(f"frame size {width}x{height} is too small (min 8x8)")
     if level is not None and level not in (0, 1, 2):
@@ -218,7 +283,8 @@ def make_scene(seed: int, width: int, height: int, level: int | None = None,
     camera_mode = str(rng.choice(CAMERA_MODES, p=(0.25, 0.5, 0.25)))
     K = int(n_windows)
     ref_w, ref_h = REF_WIDTH, REF_WIDTH * height / width
-    st = _Style(rng)
+    family = STYLE_FAMILIES[style]
+    st = _Style(rng, family, grain_seed=seed + 1)
     layers = _background(st, ref_w, ref_h, K)
 
     def place(name, parts, radius, base_y, x, y, held=False, angle=0.0, log_scale=0.0):
@@ -260,7 +326,12 @@ def make_scene(seed: int, width: int, height: int, level: int | None = None,
         layers.append(place("held_front_bush", _prop(st, "bush", r), r, r, x, ref_h - 0.1 * r, held=True))
 
     camera = _plan_motion(rng, layers, primary, moving, motion_type, camera_mode, level, K, ref_w, ref_h, width / ref_w)
-    return CartoonScene(width, height, layers, camera, level, motion_type, behavior, camera_mode)
+    if timing == "linear":  # the random easings were still drawn, so the shot is the same
+        for path in [camera] + [layer.path for layer in layers]:
+            path.easing[:] = LINEAR
+    light_rng = np.random.default_rng(seed + 2)
+    lighting = (family.lighting, float(light_rng.uniform(0.5, 1.5)), float(light_rng.uniform(0, 6.3)))
+    return CartoonScene(width, height, layers, camera, level, motion_type, behavior, camera_mode, lighting=lighting)
 
 
 def _plan_motion(rng, layers, primary, moving, motion_type, camera_mode, level, K, ref_w, ref_h, k) -> Path:

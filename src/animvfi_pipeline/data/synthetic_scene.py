@@ -42,6 +42,9 @@ def level_of(displacement_px: float, width: int) -> int:
 
 def _ease(kind: int, u: float) -> float:
     # Non-linear timing per window, as animators key it: ease-in, ease-out, ease-in-out, ...
+    # LINEAR puts the middle frame at the midpoint of the motion, which two frames can reveal.
+    if kind == LINEAR:
+        return u
     if kind == 0:
         return u * u  # accelerating
     if kind == 1:
@@ -53,7 +56,8 @@ def _ease(kind: int, u: float) -> float:
     return u**1.5
 
 
-N_EASINGS = 5
+N_EASINGS = 5  # the eased kinds 0..4 drawn at random; LINEAR is chosen by the timing setting
+LINEAR = N_EASINGS
 
 
 @dataclass
@@ -163,7 +167,7 @@ class CartoonScene:
 
     def __init__(self, width: int, height: int, layers: list[Layer], camera: Path, level: int,
                  motion_type: str, behavior: str, camera_mode: str, offset: float = 0.0,
-                 cache: dict | None = None):
+                 cache: dict | None = None, lighting: tuple[float, float, float] = (0.0, 0.0, 0.0)):
         self.width, self.height = int(width), int(height)
         self.layers = layers
         self.camera = camera
@@ -172,6 +176,10 @@ class CartoonScene:
         self.behavior = behavior
         self.camera_mode = camera_mode
         self.offset = float(offset)
+        # (amplitude, angular frequency per scene time unit, phase): a global brightness swing,
+        # as in CG lighting changes. It breaks brightness constancy but moves nothing: flow is
+        # unchanged.
+        self.lighting = tuple(float(v) for v in lighting)
         self.k = self.width / REF_WIDTH  # pixels per reference unit
         self._cache = {} if cache is None else cache  # shared by all windows of the clip
 
@@ -183,7 +191,7 @@ class CartoonScene:
         if not 0 <= k < self.n_windows:
             raise IndexError(f"window {k} outside 0..{self.n_windows - 1}")
         return CartoonScene(self.width, self.height, self.layers, self.camera, self.level, self.motion_type,
-                            self.behavior, self.camera_mode, offset=k, cache=self._cache)
+                            self.behavior, self.camera_mode, offset=k, cache=self._cache, lighting=self.lighting)
 
     # -- rendering -----------------------------------------------------------------------------
     def render(self, t: float) -> np.ndarray:
@@ -216,6 +224,9 @@ class CartoonScene:
             box *= (1.0 - alpha).reshape(r1 - r0, c1 - c0, 1)
             box += col.reshape(r1 - r0, c1 - c0, 3)
             ids[r0:r1, c0:c1][(alpha >= 0.5).reshape(r1 - r0, c1 - c0)] = li
+        amp, freq, phase = self.lighting
+        if amp:
+            img *= 1.0 + amp * math.sin(freq * tau + phase)
         rgb = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
         self._remember(tau, (rgb, ids))
         return rgb, ids

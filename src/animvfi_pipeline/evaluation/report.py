@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,7 @@ MIDDLE_T = 0.5
 # cannot make a method's mean infinite. The per-triplet table keeps the true inf.
 PSNR_CAP_DB = 100.0
 LEVEL_NAMES = {0: "easy", 1: "medium", 2: "hard"}
+STYLE_GROUPS = ("unseen_style", "seen_style")
 METRICS = ("psnr", "ssim", "ssim_animeinterp", "roi_psnr", "roi_ssim", "roi_ssim_animeinterp", "ie", "lpips")
 BREAKDOWN_METRICS = ("psnr", "ssim", "ssim_animeinterp", "lpips")
 # Published whole-image results on the real ATD-12K test split (SSIM as ssim_animeinterp).
@@ -72,13 +73,17 @@ def evaluate_methods(
     split: str = "test",
     limit: int | None = None,
     lpips_fn: Callable[[np.ndarray, np.ndarray], float] | None = None,
+    unseen_styles: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Run every predictor on frame1 and frame3 of each triplet of ``split`` and score it
     against frame2 (t = 0.5).
 
     Returns one row per triplet and method with columns ``name, method, level, motion_type,
-    east_west, psnr, ssim, ssim_animeinterp, roi_psnr, roi_ssim, roi_ssim_animeinterp, ie``
-    (and ``lpips`` when ``lpips_fn`` is given). ``limit`` keeps the first N triplets.
+    east_west, style, style_group, psnr, ssim, ssim_animeinterp, roi_psnr, roi_ssim,
+    roi_ssim_animeinterp, ie`` (and ``lpips`` when ``lpips_fn`` is given). ``style`` is the
+    store's style family ("" for real data); ``style_group`` is ``unseen_style`` for the families
+    in ``unseen_styles`` (never trained on), ``seen_style`` for the others, "" without a family.
+    ``limit`` keeps the first N triplets.
     """
     meta = store.meta
     indices = store.indices(split)
@@ -91,7 +96,10 @@ def evaluate_methods(
         frame1, frame2, frame3 = store.frames(i)
         m = meta.iloc[int(i)]
         roi = (int(m["roi_x"]), int(m["roi_y"]), int(m["roi_w"]), int(m["roi_h"]))
-        info = {"level": level_name(m["level"]), "motion_type": m["motion_type"], "east_west": east_west(m["name"])}
+        style = str(m.get("style", ""))
+        group = ("unseen_style" if style in set(unseen_styles) else "seen_style") if style else ""
+        info = {"level": level_name(m["level"]), "motion_type": m["motion_type"], "east_west": east_west(m["name"]),
+                "style": style, "style_group": group}
         for method, predict in predictors.items():
             pred = predict(frame1, frame3, MIDDLE_T)
             rows.append({"name": m["name"], "method": method, **info, **score(pred, frame2, roi, lpips_fn)})
@@ -114,7 +122,8 @@ def summarize(per_triplet: pd.DataFrame) -> dict[str, dict[str, float]]:
     Keys: ``n_triplets``; the mean of every metric column (PSNR capped at ``PSNR_CAP_DB``,
     RoI metrics over triplets whose RoI is known); and for ``psnr``, ``ssim``,
     ``ssim_animeinterp`` and ``lpips`` (when present) the breakdowns ``<metric>_level_<easy|medium|hard>``,
-    ``<metric>_motion_<type>`` and ``<metric>_<east|west|other>``, for the groups present.
+    ``<metric>_motion_<type>``, ``<metric>_<east|west|other>``, ``<metric>_style_<family>`` and
+    ``<metric>_<seen_style|unseen_style>``, for the groups present.
     Means that cannot be computed (no known RoI, say) are left out rather than written as NaN,
     which strict JSON readers reject.
     """
@@ -129,6 +138,9 @@ def summarize(per_triplet: pd.DataFrame) -> dict[str, dict[str, float]]:
             ("motion_type", "motion_", sorted(set(rows["motion_type"]) - {"unknown"})),
             ("east_west", "", [r for r in ("east", "west", "other") if r in set(rows["east_west"])]),
         ]
+        if "style" in rows:  # tables from before style families have no such columns
+            groups += [("style", "style_", sorted(set(rows["style"]) - {""})),
+                       ("style_group", "", [g for g in STYLE_GROUPS if g in set(rows["style_group"])])]
         for column, prefix, values in groups:
             for value in values:
                 part = rows[rows[column] == value]
@@ -159,6 +171,20 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _training_added(summary: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """Lines stating model - prior (what training added) overall and per style group."""
+    if "model" not in summary or "prior" not in summary:
+        return []
+    model, prior = summary["model"], summary["prior"]
+    cells = []
+    for key, label in (("", "all"), ("_unseen_style", "unseen style"), ("_seen_style", "seen styles")):
+        if f"psnr{key}" in model and f"psnr{key}" in prior:
+            cells.append(f"{label}: {model[f'psnr{key}'] - prior[f'psnr{key}']:+.2f} dB PSNR, "
+                         f"{model[f'ssim{key}'] - prior[f'ssim{key}']:+.4f} SSIM")
+    return ["", "**What training added** (model - prior, the same network with its learned parts off): "
+            + "; ".join(cells) + "."]
+
+
 def markdown_summary(summary: Mapping[str, Mapping[str, float]], split: str = "test") -> str:
     """A Markdown report: whole-image and RoI means, then the difficulty, motion and studio
     breakdowns, then the published ATD-12K numbers for reference."""
@@ -180,7 +206,11 @@ def markdown_summary(summary: Mapping[str, Mapping[str, float]], split: str = "t
                [[k, str(summary[k].get("n_triplets", "-")), *(_fmt(summary[k].get(m), digits[m]) for m in shown)]
                 for k in methods]),
     ]
+    parts += _training_added(summary)
     sections = [
+        ("By style family (unseen_style: the families training never saw)", "",
+         list(STYLE_GROUPS) + sorted({key[len("psnr_"):] for k in methods for key in summary[k]
+                                      if key.startswith("psnr_style_")})),
         ("By difficulty (whole image)", "level_", ["easy", "medium", "hard"]),
         ("By motion type", "motion_", sorted({key.split("motion_", 1)[1] for k in methods for key in summary[k]
                                               if key.startswith("psnr_motion_")})),

@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from animvfi_pipeline.data.flow import DIS_PRESETS, dis_flow_pair
-from animvfi_pipeline.models.warp import warp
+from animvfi_pipeline.models.warp import mismatch_gate, warp
 
 
 @dataclass
@@ -32,6 +32,10 @@ class FlowNetConfig:
     feat_channels: int = 16  # width of the features the cost volumes compare
     init: str = "zero"  # "zero", or "dis": refine OpenCV DIS flow instead of starting from rest
     dis_preset: str = "fast"  # DIS preset for init="dis" (data.flow.DIS_PRESETS)
+    # > 0 with init="dis": the learned residual acts only where the prior's warp does not explain
+    # the other frame (models.warp.mismatch_gate), so DIS stands wherever it is photometrically
+    # right, e.g. on static texture. 0 = ungated.
+    residual_gate: float = 0.0
 
     def __post_init__(self) -> None:
         self.scales = tuple(int(s) for s in self.scales)
@@ -198,9 +202,16 @@ class FlowNet(nn.Module):
             residual = residual + block(torch.cat(x, dim=1))
             levels.append(residual)
 
+        if prior is not None and self.cfg.residual_gate > 0:
+            g = self.cfg.residual_gate
+            gate = torch.cat([mismatch_gate(img0, warp(img1, prior[:, :2]), g)] * 2
+                             + [mismatch_gate(img1, warp(img0, prior[:, 2:]), g)] * 2, dim=1)
+        else:
+            gate = 1.0
+
         def at_input_size(res: torch.Tensor) -> torch.Tensor:
             full = resize_flow(res, img0.shape[-2:])
-            return (full if prior is None else prior + full)[..., :h, :w]
+            return (full if prior is None else prior + gate * full)[..., :h, :w]
 
         out = at_input_size(residual)
         if not return_pyramid:

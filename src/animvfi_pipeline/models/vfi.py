@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from animvfi_pipeline.models.flownet import FlowNet, FlowNetConfig, pad_to_multiple, resize_flow
 from animvfi_pipeline.models.synthesis import build_backbone
-from animvfi_pipeline.models.warp import warp
+from animvfi_pipeline.models.warp import mismatch_gate, warp
 
 
 @dataclass
@@ -30,6 +30,10 @@ class VFIConfig:
     transformer_layers: int = 2
     transformer_heads: int = 4
     patch_size: int = 2
+    # > 0: the residual and the flow corrections act only where the two warped frames disagree
+    # (models.warp.mismatch_gate), so pixels the classical path already explains -- every static
+    # pixel -- come out as the warps give them. 0 = ungated.
+    correction_gate: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.flow, dict):
@@ -136,12 +140,13 @@ class VFIModel(nn.Module):
         flow_t0, flow_t1 = intermediate_flows(flow_01, flow_10, t)
         warped0, warped1 = warp(img0, flow_t0), warp(img1, flow_t1)
         syn = self.synthesis(img0, img1, warped0, warped1, flow_t0, flow_t1, t)
+        gate = mismatch_gate(warped0, warped1, self.cfg.correction_gate) if self.cfg.correction_gate > 0 else 1.0
         if self.cfg.refine_flow:
-            flow_t0 = flow_t0 + syn["flow_delta"][:, :2]
-            flow_t1 = flow_t1 + syn["flow_delta"][:, 2:]
+            flow_t0 = flow_t0 + gate * syn["flow_delta"][:, :2]
+            flow_t1 = flow_t1 + gate * syn["flow_delta"][:, 2:]
             warped0, warped1 = warp(img0, flow_t0), warp(img1, flow_t1)
         m = syn["mask"]
-        pred = fuse(m, warped0, warped1, t) + syn["residual"]
+        pred = fuse(m, warped0, warped1, t) + gate * syn["residual"]
         out = dict(pred=pred, flow_01=flow_01, flow_10=flow_10, flow_t0=flow_t0, flow_t1=flow_t1,
                    mask=m, warped0=warped0, warped1=warped1)
         out = {k: v[..., :h, :w] for k, v in out.items()}

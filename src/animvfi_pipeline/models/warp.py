@@ -37,3 +37,22 @@ def warp(img: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     gy = 2.0 * coords[:, 1] / max(h - 1, 1) - 1.0
     grid = torch.stack((gx, gy), dim=-1)
     return F.grid_sample(img, grid.to(img.dtype), mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def mismatch_gate(a: torch.Tensor, b: torch.Tensor, scale: float, reach: int = 2) -> torch.Tensor:
+    """(B, 1, H, W) in [0, 1): about 0 where ``a`` and ``b`` agree, towards 1 where they differ.
+
+    Learned corrections are multiplied by this gate with ``a`` and ``b`` two images that the
+    classical path says should match (the two warped frames, or a frame and its warped
+    neighbour). Where they already agree, as on every pixel that does not move, the classical
+    result stands untouched; the correction can only act where the classical path visibly
+    failed. ``scale`` is the mean absolute difference over the channels (in [0, 1] units) at which
+    the gate is 63 % open; below half of it the gate is shut, exactly 0, so sensor noise and
+    compression noise on a still background never let a correction in. ``reach`` dilates the gate
+    by that many pixels, so a correction can also fix the pixels beside a mismatch (the edge of an
+    occlusion).
+    """
+    d = (a - b).abs().mean(dim=1, keepdim=True)
+    if reach > 0:
+        d = F.max_pool2d(d, 2 * reach + 1, stride=1, padding=reach)
+    return 1.0 - torch.exp(-(F.relu(d - 0.5 * scale) / (0.5 * scale)) ** 2)

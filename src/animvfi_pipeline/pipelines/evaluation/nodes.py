@@ -26,6 +26,7 @@ class EvaluationParams:
     device: str = "auto"  # auto | cpu | cuda
     lpips: bool = True  # used only when the lpips package and AlexNet weights are already local
     classical_flow: dict[str, Any] = field(default_factory=dict)  # ClassicalFlowConfig fields
+    unseen_styles: list[str] = field(default_factory=list)  # style families training never saw
 
 
 def _device(name: str) -> torch.device:
@@ -67,7 +68,7 @@ def evaluate(
     }
     lpips_fn = make_lpips(str(device)) if params.lpips else None
     per_triplet = report.evaluate_methods(triplet_store, predictors, split=params.split, limit=params.limit,
-                                          lpips_fn=lpips_fn)
+                                          lpips_fn=lpips_fn, unseen_styles=params.unseen_styles)
     summary = report.summarize(per_triplet)
     for method, values in summary.items():
         log.info("%-15s PSNR %.2f dB  SSIM %.4f  SSIM (AnimeInterp) %.4f", method, values["psnr"],
