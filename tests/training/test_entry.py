@@ -49,4 +49,4 @@ def test_both_stages_from_the_command_line(project_root, store, tmp_path, monkey
     assert flow["run_config"]["lr"] == yaml.safe_load((base / "parameters_flow_pretraining.yml").read_text())[
         "flow_training"]["loop"]["lr"]  # untouched keys come from the base file
     assert load_checkpoint(vfi_out, "animvfi.vfi")["model_config"]["flow"]["channels"] == [8, 8]
-    assert list(pd.read_csv(tmp_path / "out" / "vfi_history.csv")["epoch"]) == [1]
+    assert list(pd.read_csv(tmp_path / "out" / "vfi_history.csv")["epoch"]) == [0, 1]  # the starting weights, then the epoch

@@ -84,7 +84,7 @@ class RecordingLogger:
 
 def _cfg(tmp_path, **kw) -> TrainConfig:
     base = dict(epochs=4, batch_size=4, lr=3e-2, warmup_steps=3, min_lr_ratio=0.1, device="cpu",
-                log_every=2, progress=False, checkpoint_dir=str(tmp_path))
+                log_every=2, progress=False, checkpoint_dir=str(tmp_path), validate_start=False)
     return TrainConfig(**(base | kw))
 
 
@@ -109,20 +109,22 @@ def test_learns_and_reports_one_history_row_per_epoch(tmp_path):
     assert (tmp_path / "last.pt").exists() and (tmp_path / "best.pt").exists()
 
 
-def test_interrupted_and_resumed_run_ends_with_exactly_the_same_weights(tmp_path):
-    full = train(ToyTask(), ToyData(20), ToyData(8, offset=100), _cfg(tmp_path / "a"))
+@pytest.mark.parametrize("validate_start", [False, True])
+def test_interrupted_and_resumed_run_ends_with_exactly_the_same_weights(tmp_path, validate_start):
+    full = train(ToyTask(), ToyData(20), ToyData(8, offset=100), _cfg(tmp_path / "a", validate_start=validate_start))
 
     with pytest.raises(Interrupted):
-        train(ToyTask(), ToyData(20), ToyData(8, offset=100), _cfg(tmp_path / "b"),
+        train(ToyTask(), ToyData(20), ToyData(8, offset=100), _cfg(tmp_path / "b", validate_start=validate_start),
               on_epoch_end=_interrupt_after(2))
     assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["epoch"] == 2
-    resumed = train(ToyTask(), ToyData(20), ToyData(8, offset=100), _cfg(tmp_path / "b", resume=True))
+    resumed = train(ToyTask(), ToyData(20), ToyData(8, offset=100),
+                    _cfg(tmp_path / "b", resume=True, validate_start=validate_start))
 
     last_a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
     last_b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(last_a[k], last_b[k]) for k in last_a)
     assert all(torch.equal(v, resumed.model.state_dict()[k]) for k, v in full.model.state_dict().items())
-    assert list(resumed.history["epoch"]) == [1, 2, 3, 4]
+    assert list(resumed.history["epoch"]) == [0, 1, 2, 3, 4][0 if validate_start else 1:]
     assert resumed.history["val_mse"].tolist() == full.history["val_mse"].tolist()
 
 
@@ -170,6 +172,25 @@ def test_best_epoch_is_chosen_on_the_validation_split_only(tmp_path):
     weights = result.model.state_dict()
     assert all(torch.equal(best["model"][k], weights[k]) for k in weights)
     assert not all(torch.equal(last["model"][k], weights[k]) for k in weights)
+
+
+def test_when_no_epoch_beats_the_starting_weights_they_are_kept(tmp_path):
+    # validate_start: a model that starts as its prior never ends worse than it on validation.
+    task = ToyTask(val_curve=[0.1, 0.5, 0.3])  # the start, then two worse epochs
+    start = task.build_model().state_dict()
+    torch.manual_seed(0)
+    task.build_model = lambda: _with_weights(start)
+    result = train(task, ToyData(16), ToyData(8, offset=100), _cfg(tmp_path, epochs=2, validate_start=True))
+    assert list(result.history["epoch"]) == [0, 1, 2]
+    assert result.best_epoch == 0 and result.best_metric == pytest.approx(0.1)
+    assert all(torch.equal(v, result.model.state_dict()[k]) for k, v in start.items())
+    assert torch.load(tmp_path / "best.pt", weights_only=True)["epoch"] == 0
+
+
+def _with_weights(state):
+    model = ToyTask().build_model()
+    model.load_state_dict(state)
+    return model
 
 
 def test_metrics_are_logged_per_step_and_per_epoch_with_the_stage_prefix(tmp_path):

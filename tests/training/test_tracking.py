@@ -74,7 +74,7 @@ def test_a_run_inside_an_active_mlflow_run_logs_curves_and_params_there(tracking
         cfg = TrainConfig(epochs=3, batch_size=4, lr=1e-2, warmup_steps=1, device="cpu", log_every=2, progress=False)
         train(LinearTask(), _data(), _data(8), cfg, logger=logger)
     val = tracking.get_metric_history(run.info.run_id, "toy/val_mse")
-    assert [m.step for m in val] == [4, 8, 12]  # one point per epoch, at the global step
+    assert [m.step for m in val] == [0, 4, 8, 12]  # the starting weights, then one point per epoch
     assert [m.step for m in tracking.get_metric_history(run.info.run_id, "toy/train_loss")] == [2, 4, 6, 8, 10, 12]
     assert len(tracking.get_metric_history(run.info.run_id, "toy/epoch_train_loss")) == 3
     assert tracking.get_run(run.info.run_id).data.params["toy.train.epochs"] == "3"

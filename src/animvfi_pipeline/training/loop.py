@@ -59,6 +59,10 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None  # cap for quick runs and benchmarks
     val_batch_size: int | None = None  # default: batch_size
     progress: bool = True  # tqdm bar on rank 0
+    # Validate the starting weights too (as "epoch 0"): if no epoch beats them, they are what is
+    # kept. A zero-initialised correction starts as its prior, so training never ends worse than
+    # the prior on the validation split.
+    validate_start: bool = True
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -75,7 +79,7 @@ class TrainResult:
     checkpoint: dict[str, Any]  # the best epoch's checkpoint (models/checkpoint.py format)
     history: pd.DataFrame  # one row per epoch
     best_metric: float
-    best_epoch: int  # 1-based
+    best_epoch: int  # 1-based; 0 = no epoch beat the starting weights (validate_start)
     bad_steps: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -159,6 +163,20 @@ def train(
         log.info("%s: resumed from %s after epoch %d (step %d)", stage, last_path, start_epoch, step)
     elif cfg.resume:
         log.info("%s: resume asked but there is no %s yet; starting fresh", stage, last_path)
+    if start_epoch == 0 and cfg.validate_start and len(val_set) > 0:
+        val = _validate(task, model, val_loader, ctx, amp_dtype, channels_last)
+        best_metric, best_epoch, started_best = val.get(task.metric, math.nan), 0, True
+        history.append({"epoch": 0, "step": 0, **{f"val_{k}": v for k, v in val.items()}})
+        best_ckpt = _model_only(_training_state(task, model, optimizer, scaler, cfg, 0, 0, total_steps,
+                                                best_metric, 0, 0, history))
+        log.info("%s: the starting weights score %s on validation", stage,
+                 ", ".join(f"val_{k} {v:.4f}" for k, v in val.items()))
+        if ctx.is_main:
+            logger.log_metrics({f"{stage}/val_{k}": v for k, v in val.items()}, 0)
+            if ckpt_dir is not None:
+                _save(best_ckpt, ckpt_dir / BEST)
+    else:  # resumed: the starting weights count if the interrupted run validated them
+        started_best = any(row.get("epoch") == 0 for row in history)
     if start_epoch == 0:
         _seed_everything(cfg.seed + ctx.rank)  # ranks differ from here on (dropout and the like)
 
@@ -267,7 +285,7 @@ def train(
         value = val.get(task.metric, math.nan)
         improved = (
             len(val_set) == 0
-            or best_epoch == 0
+            or (best_epoch == 0 and not started_best)
             or (value > best_metric if task.mode == "max" else value < best_metric)
         )
         if improved:
@@ -284,10 +302,7 @@ def train(
         state = _training_state(task, model, optimizer, scaler, cfg, epoch + 1, step, total_steps,
                                 best_metric, best_epoch, bad_total, history)
         if improved:
-            # A copy: state_dict() tensors share storage with the weights training keeps changing.
-            # The model file does not need Adam's moments either.
-            weights = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state["model"].items()}
-            best_ckpt = {**state, "model": weights, "optimizer": None, "scaler": None, "rng": None}
+            best_ckpt = _model_only(state)
         if ctx.is_main and ckpt_dir is not None:
             if improved:
                 _save(best_ckpt, ckpt_dir / BEST)
@@ -316,6 +331,14 @@ def train(
 
 
 @torch.no_grad()
+def _model_only(state: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint of the weights as they are now, without the optimizer state."""
+    # A copy: state_dict() tensors share storage with the weights training keeps changing.
+    # The model file does not need Adam's moments either.
+    weights = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state["model"].items()}
+    return {**state, "model": weights, "optimizer": None, "scaler": None, "rng": None}
+
+
 def _validate(task, model, loader, ctx, amp_dtype, channels_last) -> dict[str, float]:
     """Mean of each validation metric over the whole split, exactly (sums and a count all-reduced)."""
     model.eval()
