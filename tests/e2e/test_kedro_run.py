@@ -5,7 +5,7 @@ import json
 
 import pandas as pd
 
-METHODS = {"model", "repeat", "blend", "classical_flow"}
+METHODS = {"model", "prior", "repeat", "blend", "classical_flow"}
 METRICS = {"psnr", "ssim", "ssim_animeinterp", "roi_psnr", "roi_ssim", "ie"}
 
 
@@ -16,6 +16,8 @@ def test_report_has_every_method_and_metric(finished_project):
         assert METRICS <= set(values), f"{method} lacks {METRICS - set(values)}"
         assert any(key.startswith("psnr_level_") for key in values)
         assert any(key.startswith("psnr_motion_") for key in values)
+        # The transfer check: the family training never saw has its own row, beside the others.
+        assert {"psnr_unseen_style", "psnr_seen_style", "psnr_style_watercolor"} <= set(values)
     per_triplet = pd.read_csv(finished_project / "data/08_reporting/per_triplet.csv")
     assert set(per_triplet["method"]) == METHODS
     assert per_triplet.groupby("method").size().nunique() == 1  # every method scored on the same triplets
@@ -29,5 +31,6 @@ def test_weights_figures_and_summary_are_written(finished_project):
     summary = (reporting / "summary.md").read_text()
     for method in METHODS:
         assert method in summary
+    assert "What training added" in summary and "unseen style:" in summary
     for weights in ("flownet.pt", "vfi.pt"):
         assert (finished_project / "data/06_models" / weights).stat().st_size > 10_000
