@@ -72,3 +72,27 @@ def test_training_and_validation_never_read_the_test_split(tmp_path):
     test_rows = set(store.indices("test").tolist())
     assert seen == set(range(len(store))) - test_rows
     assert {int(val_set[i]["index"]) for i in range(len(val_set))} == set(store.indices("val").tolist())
+
+
+def test_a_pretrained_flow_that_does_not_help_interpolation_is_replaced_by_its_prior(tmp_path):
+    from animvfi_pipeline.models.checkpoint import build_flownet, make_checkpoint
+    from animvfi_pipeline.models.flownet import FlowNet, FlowNetConfig
+    from animvfi_pipeline.training.tasks import flow_that_helps
+
+    make_atd12k_tree(tmp_path / "raw", n_train_clips=4, n_test=1, triplets_per_clip=1, size=(64, 48))
+    write_triplets_h5(tmp_path / "s.h5", scan_atd12k(tmp_path / "raw"),
+                      IngestionConfig(size=(64, 48), workers=0, val_fraction=0.5), progress=False)
+    store = TripletStore(tmp_path / "s.h5")
+    cfg = FlowNetConfig(scales=(8, 4), channels=(8, 8), depth=1, init="dis", dis_preset="ultrafast")
+    model = {"widths": [8, 8], "head_channels": 4}
+    # A "pretrained" residual that pushes every pixel 3 px sideways: a better EPE cannot make
+    # that a better interpolator, and the check must see it on the validation split.
+    bad = FlowNet(cfg)
+    with torch.no_grad():
+        bad.blocks[-1].up.bias.copy_(torch.tensor([3.0, 0.0, -3.0, 0.0]))
+    chosen, figures = flow_that_helps(store, make_checkpoint("animvfi.flownet", bad, cfg.to_dict()), model)
+    assert figures["prior_psnr"] > figures["pretrained_psnr"] and figures["kept_pretrained"] == 0.0
+    assert all(float(p.abs().sum()) == 0 for p in build_flownet(chosen).blocks[-1].up.parameters())
+    # A tie goes to the prior: a learned part has to add something to be kept.
+    _, figures = flow_that_helps(store, chosen, model)
+    assert figures["prior_psnr"] == figures["pretrained_psnr"] and figures["kept_pretrained"] == 0.0

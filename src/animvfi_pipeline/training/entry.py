@@ -27,7 +27,7 @@ import yaml
 
 from animvfi_pipeline.data.h5store import TripletStore
 from animvfi_pipeline.models.checkpoint import load_checkpoint, save_checkpoint
-from animvfi_pipeline.training.tasks import fit_flow, fit_vfi
+from animvfi_pipeline.training.tasks import fit_flow, fit_vfi, flow_that_helps
 from animvfi_pipeline.utils_io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> None:
         if not args.flownet:
             parser.error("the vfi stage needs --flownet")
         flow_ckpt = load_checkpoint(args.flownet, "animvfi.flownet")
+        if params["vfi_training"].get("flow_check", False):  # deterministic: every rank decides alike
+            flow_ckpt, _ = flow_that_helps(store, flow_ckpt, params["vfi_model"])
         result = fit_vfi(store, flow_ckpt, params["vfi_model"], params["vfi_training"])
     if result is None:  # not rank 0
         return

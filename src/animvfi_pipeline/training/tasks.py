@@ -193,6 +193,38 @@ def fit_vfi(store: Any, flow_checkpoint: dict[str, Any], model_params: dict[str,
     return train(task, train_set, val_set, cfg, _logger(training_params))
 
 
+def flow_that_helps(store: Any, flow_checkpoint: dict[str, Any], model_params: dict[str, Any],
+                    split: str = "val", limit: int | None = None) -> tuple[dict[str, Any], dict[str, float]]:
+    """The flow checkpoint VFI training should start from, and the figures behind the choice.
+
+    A pretrained flow network earns its place by what it adds to interpolation, not by its EPE:
+    on ``split`` the VFI model before training (learned synthesis off) is scored at t = 0.5 with
+    the pretrained flow network and with its prior (the same network with a zero residual, i.e.
+    DIS flow). The pretrained checkpoint is kept only if it scores higher; otherwise an untrained
+    flow network of the same config is returned. Returns ``(checkpoint, {"pretrained_psnr",
+    "prior_psnr", "kept_pretrained"})``; checkpoints without a prior (``init: zero``) are kept
+    as they are.
+    """
+    from animvfi_pipeline.evaluation.baselines import model_predictor
+    from animvfi_pipeline.evaluation.report import evaluate_methods, summarize
+
+    cfg = VFIConfig.from_dict({**model_params, "flow": flow_checkpoint["model_config"]})
+    if cfg.flow.init != "dis" or len(store.indices(split)) == 0:
+        return flow_checkpoint, {}
+    untrained = FlowNet(cfg.flow)
+    candidates = {"pretrained": VFIModel(cfg, build_flownet(flow_checkpoint, source="flownet_model")),
+                  "prior": VFIModel(cfg, untrained)}
+    table = evaluate_methods(store, {k: model_predictor(m) for k, m in candidates.items()}, split=split, limit=limit)
+    scores = {k: v["psnr"] for k, v in summarize(table).items()}
+    keep = scores["pretrained"] > scores["prior"]
+    log.info("flow check on %s: pretrained flow %.3f dB, its prior (DIS) %.3f dB: %s", split,
+             scores["pretrained"], scores["prior"],
+             "keeping the pretrained flow" if keep else "the pretrained residual does not help; starting from DIS")
+    chosen = flow_checkpoint if keep else make_checkpoint("animvfi.flownet", untrained, cfg.flow.to_dict())
+    return chosen, {"pretrained_psnr": scores["pretrained"], "prior_psnr": scores["prior"],
+                    "kept_pretrained": float(keep)}
+
+
 def _logger(training_params: dict[str, Any]):
     return get_logger(training_params.get("tracking", "auto"))
 
