@@ -24,6 +24,11 @@ from pathlib import Path
 # other variant changes one thing relative to it.
 VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "default": ("conf/base as committed", {}),
+    "no_flow_check": ("always keep the pretrained flow residual (vfi_training.flow_check = false)",
+                      {"vfi_training.flow_check": False}),
+    "no_flow_check_no_gates": ("as no_flow_check, and learned corrections everywhere (both gates 0)",
+                               {"vfi_training.flow_check": False, "vfi_model.correction_gate": 0.0,
+                                "flow_model.residual_gate": 0.0}),
     "no_gates": ("learned corrections everywhere (correction_gate = residual_gate = 0)",
                  {"vfi_model.correction_gate": 0.0, "flow_model.residual_gate": 0.0}),
     "tuned_flow": ("fine-tune the flow network inside VFI training (freeze_flow = false)",
