@@ -23,18 +23,20 @@ from pathlib import Path
 # name -> (what it changes, --params overrides). "default" is conf/base as committed; every
 # other variant changes one thing relative to it.
 VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
-    "default": ("conf/base as committed", {}),
-    "no_flow_check": ("always keep the pretrained flow residual (vfi_training.flow_check = false)",
-                      {"vfi_training.flow_check": False}),
-    "no_flow_check_no_gates": ("as no_flow_check, and learned corrections everywhere (both gates 0)",
-                               {"vfi_training.flow_check": False, "vfi_model.correction_gate": 0.0,
-                                "flow_model.residual_gate": 0.0}),
-    "no_gates": ("learned corrections everywhere (correction_gate = residual_gate = 0)",
-                 {"vfi_model.correction_gate": 0.0, "flow_model.residual_gate": 0.0}),
-    "tuned_flow": ("fine-tune the flow network inside VFI training (freeze_flow = false)",
-                   {"vfi_model.freeze_flow": False}),
-    "census": ("census term in the loss (weight 0.5)", {"vfi_training.loss.census": 0.5}),
-    "middle_only": ("train on t = 0.5 only (no extra frames)", {"vfi_training.data.times": "middle"}),
+    "default": ("conf/base as committed (the flow network is fine-tuned in VFI training)", {}),
+    "frozen_flow": ("the flow network stays fixed in VFI training (freeze_flow = true); the reference "
+                    "for the rows below", {"vfi_model.freeze_flow": True}),
+    "no_flow_check": ("frozen_flow, and the pretrained flow residual is always kept (flow_check = false)",
+                      {"vfi_model.freeze_flow": True, "vfi_training.flow_check": False}),
+    "no_flow_check_no_gates": ("no_flow_check, and learned corrections everywhere (both gates 0)",
+                               {"vfi_model.freeze_flow": True, "vfi_training.flow_check": False,
+                                "vfi_model.correction_gate": 0.0, "flow_model.residual_gate": 0.0}),
+    "no_gates": ("frozen_flow, and learned corrections everywhere (both gates 0)",
+                 {"vfi_model.freeze_flow": True, "vfi_model.correction_gate": 0.0,
+                  "flow_model.residual_gate": 0.0}),
+    "census": ("frozen_flow, and a census term in the loss (weight 0.5)",
+               {"vfi_model.freeze_flow": True, "vfi_training.loss.census": 0.5}),
+    "long": ("default with twice the VFI epochs (12)", {"vfi_training.loop.epochs": 12}),
 }
 PIPELINES = "flow_pretraining,vfi_training,evaluation"
 ROWS = (("all", ""), ("unseen style", "_unseen_style"), ("seen styles", "_seen_style"))
