@@ -442,6 +442,7 @@ class TripletStore:
         self.path = Path(path)
         self._file: h5py.File | None = None
         self._pid: int | None = None
+        self._datasets: dict[str, h5py.Dataset] = {}  # looked up once per process: ~0.4 ms a time
         self._meta: pd.DataFrame | None = None
         if not self.path.is_file():
             raise DataError(self.path, "triplet store does not exist (run the data_ingestion pipeline)")
@@ -470,19 +471,28 @@ class TripletStore:
         state = self.__dict__.copy()
         state["_file"] = None
         state["_pid"] = None
+        state["_datasets"] = {}
         return state
 
     def _h5(self) -> h5py.File:
         if self._file is None or self._pid != os.getpid():
             self._file = h5py.File(self.path, "r")
             self._pid = os.getpid()
+            self._datasets = {}
         return self._file
+
+    def _dataset(self, name: str) -> h5py.Dataset:
+        f = self._h5()
+        if name not in self._datasets:
+            self._datasets[name] = f[name]
+        return self._datasets[name]
 
     def close(self) -> None:
         if self._file is not None and self._pid == os.getpid():
             self._file.close()
         self._file = None
         self._pid = None
+        self._datasets = {}
 
     def __enter__(self) -> TripletStore:
         return self
@@ -516,7 +526,7 @@ class TripletStore:
         tiled store (``chunk_tile``) a 256x256 crop of a 960x540 triplet decodes 4 to 9 tiles
         instead of the whole frames.
         """
-        ds = self._h5()[name]
+        ds = self._dataset(name)
         i = self._index(i)
         if window is None:
             return ds[i]
