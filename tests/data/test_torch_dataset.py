@@ -58,7 +58,7 @@ class TranslationStore:
     def frames(self, i: int, window=None) -> np.ndarray:
         return _crop(self._frames[i], window, axis=1)
 
-    def flows(self, i: int, window=None) -> np.ndarray:
+    def flows(self, i: int, window=None, dtype=np.float32) -> np.ndarray:
         return _crop(self._flow, window, axis=2).copy()
 
     def extra(self, i: int, window=None) -> np.ndarray:
@@ -228,7 +228,7 @@ class PriorStore(TranslationStore):
         net = FlowNet(FlowNetConfig(channels=(8, 8, 8), depth=1, init="dis", dis_preset=self.prior_preset))
         self._prior = [_rounded(net.prior(_tensor(f[0]), _tensor(f[2]))[0]) for f in self._frames]
 
-    def prior(self, i: int, window=None) -> np.ndarray:
+    def prior(self, i: int, window=None, dtype=np.float32) -> np.ndarray:
         return _crop(self._prior[i], window, axis=1)
 
 

@@ -543,22 +543,23 @@ class TripletStore:
         """uint8 (3, H, W, 3): frame1, frame2, frame3 of triplet ``i`` (or of its ``window``)."""
         return self._read("frames", i, window)
 
-    def flows(self, i: int, window: Window | None = None) -> np.ndarray:
-        """float32 (2, 2, H, W): [0] = flow 1->3, [1] = flow 3->1, in stored pixels (or the ``window``)."""
+    def flows(self, i: int, window: Window | None = None, dtype: Any = np.float32) -> np.ndarray:
+        """float32 (2, 2, H, W): [0] = flow 1->3, [1] = flow 3->1, in stored pixels (or the ``window``).
+        ``dtype=None`` returns them as stored (float16)."""
         if not self._has_flows:
             raise DataError(self.path, "store has no flows (it was ingested with flow_source='none')")
-        return self._read("flows", i, window).astype(np.float32)
+        return _as(self._read("flows", i, window), dtype)
 
     @property
     def has_prior(self) -> bool:
         return self.prior_preset is not None
 
-    def prior(self, i: int, window: Window | None = None) -> np.ndarray:
+    def prior(self, i: int, window: Window | None = None, dtype: Any = np.float32) -> np.ndarray:
         """float32 (4, H, W): the DIS prior (flow 1->3, flow 3->1) of the whole stored frame1 and
-        frame3 at preset ``prior_preset``, rounded to float16 when stored."""
+        frame3 at preset ``prior_preset``, rounded to float16 when stored (``dtype=None``: as stored)."""
         if self.prior_preset is None:
             raise DataError(self.path, "store has no DIS prior (ingest with ingestion.dis_prior set to a preset)")
-        return self._read("prior", i, window).astype(np.float32)
+        return _as(self._read("prior", i, window), dtype)
 
     def extra(self, i: int, window: Window | None = None) -> np.ndarray:
         """uint8 (K, H, W, 3): frames at ``extra_times`` (K may be 0)."""
@@ -597,3 +598,7 @@ class TripletStore:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         return np.flatnonzero(self._load_meta()["split"].to_numpy() == split)
+
+
+def _as(a: np.ndarray, dtype: Any) -> np.ndarray:
+    return a if dtype is None else a.astype(dtype)

@@ -111,22 +111,26 @@ class TripletDataset(Dataset):
             tgt, t = frames[1], 0.5
         else:
             tgt, t = self.store.extra(row, window)[target], self.extra_times[target]
-        # Two-channel flow fields that must follow the frames through every augmentation.
+        # Two-channel flow fields that must follow the frames through every augmentation, as
+        # stored (float16): flips are views here, and _fields makes the one float32 copy.
         fields: dict[str, np.ndarray] = {}
         if self.with_flows:
-            flows = self.store.flows(row, window)  # (2, 2, h, w): [0] = 1 -> 3, [1] = 3 -> 1
+            flows = self.store.flows(row, window, dtype=None)  # (2, 2, h, w): [0] = 1 -> 3, [1] = 3 -> 1
             fields["flow_01"], fields["flow_10"] = flows[0], flows[1]
         if self.prior_from == "store":
-            prior = self.store.prior(row, window)  # (4, h, w): 1 -> 3, 3 -> 1
+            prior = self.store.prior(row, window, dtype=None)  # (4, h, w): 1 -> 3, 3 -> 1
             fields["prior_01"], fields["prior_10"] = prior[:2], prior[2:]
 
+        flip_x = flip_y = False
         if rng is not None:
             if rng.random() < 0.5:  # mirror left-right: x displacements change sign
+                flip_x = True
                 img0, img1, tgt = (a[:, ::-1] for a in (img0, img1, tgt))
-                fields = {k: f[:, :, ::-1] * _SIGN_X for k, f in fields.items()}
+                fields = {k: f[:, :, ::-1] for k, f in fields.items()}
             if rng.random() < 0.5:  # mirror top-bottom: y displacements change sign
+                flip_y = True
                 img0, img1, tgt = (a[::-1] for a in (img0, img1, tgt))
-                fields = {k: f[:, ::-1] * _SIGN_Y for k, f in fields.items()}
+                fields = {k: f[:, ::-1] for k, f in fields.items()}
             if rng.random() < 0.5:  # play backwards: the target sits at 1 - t between swapped ends
                 img0, img1 = img1, img0
                 fields = {_REVERSED[k]: f for k, f in fields.items()}
@@ -142,10 +146,10 @@ class TripletDataset(Dataset):
         if self.prior_from == "frames":  # on the final (cropped, flipped, reversed) frames
             sample["prior"] = torch.from_numpy(dis_flow_pair(img0, img1, self.prior))
         elif self.prior_from == "store":
-            sample["prior"] = _field(np.concatenate([fields["prior_01"], fields["prior_10"]]))
+            sample["prior"] = _fields([fields["prior_01"], fields["prior_10"]], flip_x, flip_y)
         if self.with_flows:
-            sample["flow_01"] = _field(fields["flow_01"])
-            sample["flow_10"] = _field(fields["flow_10"])
+            sample["flow_01"] = _fields([fields["flow_01"]], flip_x, flip_y)
+            sample["flow_10"] = _fields([fields["flow_10"]], flip_x, flip_y)
         return sample
 
     def _window(self, height: int, width: int, rng: np.random.Generator | None) -> tuple[int, int]:
@@ -155,13 +159,21 @@ class TripletDataset(Dataset):
         return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
 
 
-_SIGN_X = np.array([-1.0, 1.0], dtype=np.float32)[:, None, None]
-_SIGN_Y = np.array([1.0, -1.0], dtype=np.float32)[:, None, None]
 _REVERSED = {"flow_01": "flow_10", "flow_10": "flow_01", "prior_01": "prior_10", "prior_10": "prior_01"}
 
 
-def _field(a: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+def _fields(parts: list[np.ndarray], flip_x: bool, flip_y: bool) -> torch.Tensor:
+    """float32 (2k, h, w) from k (2, h, w) flow views in one copy; x (y) components negated after
+    a left-right (top-bottom) mirror. Negation and float16 -> float32 are exact."""
+    h, w = parts[0].shape[-2:]
+    out = np.empty((2 * len(parts), h, w), np.float32)
+    for j, part in enumerate(parts):
+        out[2 * j : 2 * j + 2] = part
+    if flip_x:
+        out[0::2] *= -1.0
+    if flip_y:
+        out[1::2] *= -1.0
+    return torch.from_numpy(out)
 
 
 def _image(a: np.ndarray) -> torch.Tensor:
