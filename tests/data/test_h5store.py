@@ -288,3 +288,19 @@ def test_a_stored_dis_prior_is_the_flow_nets_prior_of_the_whole_frames(tree, tmp
         IngestionConfig(size=SIZE, dis_prior="slow")
     with pytest.raises(ValueError, match="chunk_tile"):
         IngestionConfig(size=SIZE, chunk_tile=4)
+
+
+def test_the_fast_float16_conversion_gives_numpys_bits():
+    # Stored flows go through h5store.to_float16 (OpenCV); it must round exactly like NumPy,
+    # signed zeros, subnormals and overflow to inf included.
+    rng = np.random.default_rng(0)
+    patterns = rng.integers(0, 2**32, 400_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    edges = np.array([0.0, -0.0, 65504, 65519.99, 65520, -1e6, 1e-45, -1e-45, 2**-25, -(2**-25), 3 * 2**-26],
+                     np.float32)
+    flows_like = rng.uniform(-500, 500, (2, 2, 24, 40)).astype(np.float32)
+    for a in (patterns[np.isfinite(patterns)], edges, flows_like):
+        with np.errstate(over="ignore"):
+            expected = a.astype(np.float16)
+        got = h5store.to_float16(a)
+        assert got.dtype == np.float16 and got.shape == a.shape
+        assert np.array_equal(got.view(np.uint16), expected.view(np.uint16))

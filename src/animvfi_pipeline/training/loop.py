@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -461,6 +462,9 @@ def _seed_worker(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
+    # One core per worker (torch already sets one thread): OpenCV's DIS prior would otherwise start
+    # a thread per machine core in every worker. Samples/s per core: docs/data.md.
+    cv2.setNumThreads(1)
 
 
 def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool) -> dict[str, Any]:
