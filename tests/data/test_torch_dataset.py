@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from animvfi_pipeline.data.torch_dataset import TripletDataset
+from animvfi_pipeline.data.torch_dataset import TripletDataset, to_float
 from animvfi_pipeline.errors import DataError
 from animvfi_pipeline.models.flownet import FlowNet, FlowNetConfig
 from animvfi_pipeline.models.warp import warp
@@ -301,3 +301,33 @@ def test_a_stored_prior_of_another_preset_or_none_is_refused_naming_the_store():
     assert str(err.value).startswith("memory://translation")
     with pytest.raises(DataError, match="no DIS prior"):
         TripletDataset(TranslationStore(), "train", prior="fast", prior_from="store")
+
+
+def test_compact_samples_are_a_third_of_the_bytes_and_the_same_floats(tmp_path):
+    # What the training loop gets: uint8 frames and float16 stored flows / prior through the
+    # DataLoader, made float32 on the device by to_float -- identical to the float samples.
+    from torch.utils.data import default_collate
+
+    from animvfi_pipeline.data.h5store import IngestionConfig, TripletStore, write_triplets_h5
+    from animvfi_pipeline.data.atd12k import scan_atd12k
+    from fixtures_atd12k import make_atd12k_tree
+
+    make_atd12k_tree(tmp_path / "raw", n_train_clips=2, n_test=1, triplets_per_clip=2, size=(48, 32))
+    write_triplets_h5(tmp_path / "s.h5", scan_atd12k(tmp_path / "raw"),
+                      IngestionConfig(size=(48, 32), workers=0, val_fraction=0.0, chunk_tile=16, dis_prior="fast"),
+                      progress=False)
+    store = TripletStore(tmp_path / "s.h5")
+    for prior_from in ("store", "frames"):
+        args = dict(crop=(24, 40), augment=True, seed=5, prior="fast", prior_from=prior_from)
+        full, compact = TripletDataset(store, "train", **args), TripletDataset(store, "train", compact=True, **args)
+        for epoch in range(3):
+            full.set_epoch(epoch), compact.set_epoch(epoch)
+            a = default_collate([full[i] for i in range(len(full))])
+            b = default_collate([compact[i] for i in range(len(compact))])
+            assert b["img0"].dtype == torch.uint8 and b["flow_01"].dtype == torch.float16
+            # a prior computed from the frames is never rounded; a stored one already is
+            assert b["prior"].dtype == (torch.float16 if prior_from == "store" else torch.float32)
+            assert sum(v.nbytes for v in b.values()) < 0.5 * sum(v.nbytes for v in a.values())
+            assert to_float(b).keys() == a.keys()
+            for key, value in to_float(b).items():
+                assert value.dtype == a[key].dtype and torch.equal(value, a[key]), key

@@ -99,6 +99,7 @@ def test_a_pretrained_flow_that_does_not_help_interpolation_is_replaced_by_its_p
 
 
 def test_the_stored_prior_is_used_when_its_preset_is_the_flow_nets(tmp_path):
+    from animvfi_pipeline.data.torch_dataset import to_float
     from animvfi_pipeline.models.flownet import FlowNetConfig
 
     make_atd12k_tree(tmp_path / "raw", n_train_clips=4, n_test=1, triplets_per_clip=2, size=(48, 32))
@@ -108,7 +109,7 @@ def test_the_stored_prior_is_used_when_its_preset_is_the_flow_nets(tmp_path):
 
     def val_prior(preset, **data):
         _, val_set = make_datasets(store, data, seed=0, flow_config=FlowNetConfig(init="dis", dis_preset=preset))
-        sample = val_set[0]  # whole frames, not augmented
+        sample = to_float(val_set[0])  # whole frames, not augmented; float32 as the loop makes it
         return sample["prior"], store.prior(int(sample["index"]))
 
     got, stored = val_prior("fast")

@@ -43,6 +43,10 @@ class TripletDataset(Dataset):
         ``"store"``: the store's prior (``ingestion.dis_prior``, same preset), computed once on the
         whole stored frames as ``FlowNet.prior`` does at inference on frames of that size; the
         sample gets its crop, flipped and reversed like the flows. No DIS in the worker.
+    compact: images as uint8 ``(3, h, w)`` and flows read from the store as float16, as stored:
+        2.7x fewer bytes per sample through the DataLoader's shared memory, which at 960x540
+        costs a worker more CPU than reading the sample (docs/data.md). ``to_float(batch)`` gives
+        back the float32 batch bit for bit; the training loop calls it on the device.
     """
 
     def __init__(
@@ -56,6 +60,7 @@ class TripletDataset(Dataset):
         flows: bool = True,
         prior: str | None = None,
         prior_from: str = "frames",
+        compact: bool = False,
     ):
         if times not in ("middle", "all"):
             raise ValueError(f"times must be 'middle' or 'all', not {times!r}")
@@ -65,6 +70,7 @@ class TripletDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self.prior = prior
+        self.compact = compact
         if prior_from not in ("frames", "store"):
             raise ValueError(f"prior_from must be 'frames' or 'store', not {prior_from!r}")
         self.prior_from = prior_from if prior is not None else None
@@ -137,19 +143,19 @@ class TripletDataset(Dataset):
                 t = 1.0 - t
 
         sample = {
-            "img0": _image(img0),
-            "img1": _image(img1),
-            "target": _image(tgt),
+            "img0": _image(img0, self.compact),
+            "img1": _image(img1, self.compact),
+            "target": _image(tgt, self.compact),
             "t": torch.tensor(t, dtype=torch.float32),
             "index": torch.tensor(row, dtype=torch.int64),
         }
         if self.prior_from == "frames":  # on the final (cropped, flipped, reversed) frames
             sample["prior"] = torch.from_numpy(dis_flow_pair(img0, img1, self.prior))
         elif self.prior_from == "store":
-            sample["prior"] = _fields([fields["prior_01"], fields["prior_10"]], flip_x, flip_y)
+            sample["prior"] = _fields([fields["prior_01"], fields["prior_10"]], flip_x, flip_y, self.compact)
         if self.with_flows:
-            sample["flow_01"] = _fields([fields["flow_01"]], flip_x, flip_y)
-            sample["flow_10"] = _fields([fields["flow_10"]], flip_x, flip_y)
+            sample["flow_01"] = _fields([fields["flow_01"]], flip_x, flip_y, self.compact)
+            sample["flow_10"] = _fields([fields["flow_10"]], flip_x, flip_y, self.compact)
         return sample
 
     def _window(self, height: int, width: int, rng: np.random.Generator | None) -> tuple[int, int]:
@@ -162,11 +168,13 @@ class TripletDataset(Dataset):
 _REVERSED = {"flow_01": "flow_10", "flow_10": "flow_01", "prior_01": "prior_10", "prior_10": "prior_01"}
 
 
-def _fields(parts: list[np.ndarray], flip_x: bool, flip_y: bool) -> torch.Tensor:
+def _fields(parts: list[np.ndarray], flip_x: bool, flip_y: bool, compact: bool = False) -> torch.Tensor:
     """float32 (2k, h, w) from k (2, h, w) flow views in one copy; x (y) components negated after
-    a left-right (top-bottom) mirror. Negation and float16 -> float32 are exact."""
+    a left-right (top-bottom) mirror. Negation and float16 -> float32 are exact. ``compact``
+    keeps float16 parts float16 (never rounds float32 ones)."""
     h, w = parts[0].shape[-2:]
-    out = np.empty((2 * len(parts), h, w), np.float32)
+    dtype = np.float16 if compact and all(p.dtype == np.float16 for p in parts) else np.float32
+    out = np.empty((2 * len(parts), h, w), dtype)
     for j, part in enumerate(parts):
         out[2 * j : 2 * j + 2] = part
     if flip_x:
@@ -176,9 +184,31 @@ def _fields(parts: list[np.ndarray], flip_x: bool, flip_y: bool) -> torch.Tensor
     return torch.from_numpy(out)
 
 
-def _image(a: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).float().div_(255.0)
+def _image(a: np.ndarray, compact: bool = False) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1] (``compact``: uint8, see ``to_float``)."""
+    chw = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
+    return chw if compact else _as_float_image(chw)
+
+
+def _as_float_image(u8: torch.Tensor) -> torch.Tensor:
+    return u8.float().div_(255.0)
+
+
+IMAGE_KEYS = ("img0", "img1", "target")
+
+
+def to_float(batch: dict[str, Any]) -> dict[str, Any]:
+    """A (batch of) ``compact`` sample(s) as the float32 one, bit for bit: uint8 images to [0, 1],
+    float16 flows to float32. Float samples pass through unchanged."""
+    out = dict(batch)
+    for key, value in batch.items():
+        if not isinstance(value, torch.Tensor):
+            continue
+        if key in IMAGE_KEYS and value.dtype == torch.uint8:
+            out[key] = _as_float_image(value)
+        elif value.dtype == torch.float16:
+            out[key] = value.float()
+    return out
 
 
 def _store_path(store: Any) -> str:
