@@ -18,8 +18,10 @@ it measures, with one thread as in a DataLoader worker:
   * CPU ms per sample in this process (time.process_time: the robust figure on a shared machine,
     where wall-clock rates follow everyone else's load) for flow pretraining (flows read) and for
     VFI training (flows=False); samples/s per loader core = 1000 / that;
-  * a DataLoader (batch 16) with 1 and 2 workers: wall samples/s, and the workers' own CPU seconds
-    per sample (psutil, collation and transfer included), measured in steady state;
+  * a DataLoader (batch 16) with 1 and 2 workers: wall samples/s, and the workers' own CPU
+    milliseconds per sample (psutil; collation into shared memory included), in steady state.
+    Samples are `compact` (uint8 frames, float16 flows) as the training tasks make them; one
+    extra run per layout with float32 samples shows what the shared memory costs;
   * projected N workers: N x samples/s per core (samples are independent; holds while the disk and
     the training process keep up);
   * cores per GPU: a GPU step rate divided by samples/s per core.
@@ -75,7 +77,7 @@ class HalfScalePrior(TripletDataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         sample = super().__getitem__(i)
-        a, b = ((sample[k] * 255).round().byte().permute(1, 2, 0).numpy() for k in ("img0", "img1"))
+        a, b = (sample[k].permute(1, 2, 0).numpy() for k in ("img0", "img1"))  # compact: uint8
         h, w = a.shape[:2]
         small = dis_flow_pair(*(cv2.resize(x, (w // 2, h // 2), interpolation=cv2.INTER_AREA) for x in (a, b)),
                               STORED_PRESET)
@@ -84,8 +86,9 @@ class HalfScalePrior(TripletDataset):
         return sample
 
 
-def make_dataset(store: TripletStore, prior: str, flows: bool) -> TripletDataset:
-    common = dict(crop=CROP, augment=True, flows=flows)
+def make_dataset(store: TripletStore, prior: str, flows: bool, compact: bool = True) -> TripletDataset:
+    # compact: uint8 frames and float16 stored flows, as the training tasks build their datasets
+    common = dict(crop=CROP, augment=True, flows=flows, compact=compact)
     if prior == "none":
         return TripletDataset(store, "train", **common)
     if prior == "dis-fast-half":
@@ -233,6 +236,9 @@ def main() -> None:
                       f"CPU per sample", flush=True)
             for row in results[-len(PRIORS):]:
                 row["read_ms"] = reads
+        # The same feed with float32 samples (compact=False): what shared memory costs the workers.
+        float_samples = {layout: loader_rate(make_dataset(store, "stored", True, compact=False), 2, args.batches)
+                         for layout, store in stores.items()}
         dis_cost = {p: dis_ingestion_cost_ms(next(iter(stores.values())), p) for p in ("fast", "medium")}
     finally:
         for store in locals().get("stores", {}).values():
@@ -265,6 +271,9 @@ def main() -> None:
     print(f"\ngoal: >= {GOAL_PER_CORE:.0f} samples/s per core with the conf/atd12k prior (DIS fast): "
           f"{goal_row['layout']} + stored prior gives {goal_row['flow_per_core']:.0f}/s (flow stage), "
           f"{goal_row['vfi_per_core']:.0f}/s (VFI stage) -> {verdict}")
+    print("stored prior, 2 workers, float32 samples instead of compact ones: " + "; ".join(
+        f"{layout}: {r['samples_per_s_wall']:.0f}/s, {r['worker_cpu_ms_per_sample']:.2f} worker CPU ms per sample"
+        for layout, r in float_samples.items()))
     print("DIS prior at ingestion, CPU ms per 960x540 triplet (both directions): "
           + ", ".join(f"{k} {v:.0f}" for k, v in dis_cost.items()))
 
@@ -275,6 +284,7 @@ def main() -> None:
         "gpu_rate_source": "RIFE README (hzwer/ECCV2022-RIFE): 30 fps 2x 720p on a 2080 Ti = 27.6 Mpx/s "
                            "= 422 forward passes of 256x256 per second",
         "goal_samples_per_s_per_core": GOAL_PER_CORE, "stored_mb_per_triplet": sizes, "results": results,
+        "stored_prior_float32_samples_2_workers": float_samples,
         "dis_ingestion_cpu_ms_per_triplet": dis_cost, "load_average_at_end": os.getloadavg(),
         "cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
     }, indent=2))
