@@ -39,6 +39,7 @@ from animvfi_pipeline.data.h5store import IngestionConfig, write_triplets_h5
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_COMPRESSION = IngestionConfig(size=(960, 540)).compression
+DEFAULT_TILE = IngestionConfig(size=(960, 540)).chunk_tile
 W, H = 960, 540
 N_DISTINCT = 6
 
@@ -211,7 +212,7 @@ def measure(mode: str, root: Path, n: int, workers: int, flow: str = "gt", compr
 
 def stage_breakdown(records, compression: str = DEFAULT_COMPRESSION) -> dict:
     """CPU milliseconds per triplet of each ingestion stage, in one process."""
-    layout = h5store._Layout.make((W, H), 0, True, compression)
+    layout = h5store._Layout.make((W, H), 0, True, compression, tile=DEFAULT_TILE)
     totals = dict.fromkeys(["decode_frames", "read_flows", "to_float16", "encode_chunks"], 0.0)
     for r in records:
         t0 = time.process_time()
@@ -219,7 +220,7 @@ def stage_breakdown(records, compression: str = DEFAULT_COMPRESSION) -> dict:
         t1 = time.process_time()
         flows = np.stack([read_flow(p, (H, W)) for p in r.gt_flow_paths])
         t2 = time.process_time()
-        flows16 = flows.astype(np.float16)
+        flows16 = h5store.to_float16(flows)
         t3 = time.process_time()
         h5store._encode_chunks(layout, {"frames": frames, "flows": flows16})
         t4 = time.process_time()

@@ -9,6 +9,7 @@ import h5py
 import hdf5plugin
 import numpy as np
 import pytest
+import torch
 from fixtures_atd12k import frame_path, make_atd12k_tree, truncate
 
 from animvfi_pipeline.data import h5store
@@ -233,3 +234,73 @@ def test_every_codec_stores_the_same_pixels_and_flows(tree, tmp_path, codec):
 def test_unknown_codec_is_refused_with_the_choices():
     with pytest.raises(ValueError, match="blosc-lz4"):
         h5store.IngestionConfig(size=SIZE, compression="zip")
+
+
+def test_tiled_chunks_hold_the_same_triplets_and_serve_any_crop(tree, tmp_path):
+    # chunk_tile only changes how the bytes are cut up: every read, whole or windowed, is the same.
+    root, _ = tree
+    _write(root, tmp_path / "whole.h5", chunk_tile=None, compression="none")
+    _write(root, tmp_path / "tiled.h5", chunk_tile=16, workers=2)
+    _write(root, tmp_path / "again.h5", chunk_tile=16, workers=2)
+    assert (tmp_path / "tiled.h5").read_bytes() == (tmp_path / "again.h5").read_bytes()
+    w, h = SIZE
+    with h5py.File(tmp_path / "tiled.h5", "r") as f:
+        assert f["frames"].chunks == (1, 3, 16, 16, 3)
+        assert f["flows"].chunks == (1, 2, 2, 16, 16)
+        assert f["extra_frames"].chunks == (1, 1, 16, 16, 3)
+    whole, tiled = TripletStore(tmp_path / "whole.h5"), TripletStore(tmp_path / "tiled.h5")
+    # Windows inside one tile, across tile borders, at the bottom-right edge (partial tiles), whole.
+    windows = [(0, 0, 8, 8), (5, 9, 16, 20), (h - 11, w - 17, 11, 17), (0, 0, h, w)]
+    for i in range(len(whole)):
+        assert np.array_equal(tiled.frames(i), whole.frames(i))
+        assert np.array_equal(tiled.flows(i), whole.flows(i))
+        assert np.array_equal(tiled.extra(i), whole.extra(i))
+        for top, left, hh, ww in windows:
+            win = (top, left, hh, ww)
+            ys, xs = slice(top, top + hh), slice(left, left + ww)
+            assert np.array_equal(tiled.frames(i, win), whole.frames(i)[:, ys, xs])
+            assert np.array_equal(tiled.flows(i, win), whole.flows(i)[..., ys, xs])
+            assert np.array_equal(tiled.extra(i, win), whole.extra(i)[:, ys, xs])
+    with pytest.raises(ValueError, match="not inside"):
+        tiled.frames(0, (h - 4, 0, 8, 8))
+
+
+def test_a_stored_dis_prior_is_the_flow_nets_prior_of_the_whole_frames(tree, tmp_path):
+    # Precomputed at ingestion on the whole stored frame1 / frame3: what FlowNet.prior computes
+    # for those frames (at inference on frames of the stored size), rounded to float16.
+    from animvfi_pipeline.models.flownet import FlowNet, FlowNetConfig
+
+    root, _ = tree
+    _write(root, tmp_path / "prior.h5", chunk_tile=16, dis_prior="fast")
+    store = TripletStore(tmp_path / "prior.h5")
+    assert store.has_prior and store.prior_preset == "fast"
+    net = FlowNet(FlowNetConfig(init="dis", dis_preset="fast"))
+    for i in (0, len(store) - 1):
+        frames = torch.from_numpy(store.frames(i)).permute(0, 3, 1, 2).float() / 255
+        expected = net.prior(frames[0:1], frames[2:3])[0].numpy()
+        assert np.array_equal(store.prior(i), expected.astype(np.float16).astype(np.float32))
+        assert np.array_equal(store.prior(i, (3, 5, 12, 20)), store.prior(i)[:, 3:15, 5:25])
+    plain = TripletStore(_write(root, tmp_path / "plain.h5").path)
+    assert not plain.has_prior and plain.prior_preset is None
+    with pytest.raises(DataError, match="no DIS prior"):
+        plain.prior(0)
+    with pytest.raises(ValueError, match="dis_prior"):
+        IngestionConfig(size=SIZE, dis_prior="slow")
+    with pytest.raises(ValueError, match="chunk_tile"):
+        IngestionConfig(size=SIZE, chunk_tile=4)
+
+
+def test_the_fast_float16_conversion_gives_numpys_bits():
+    # Stored flows go through h5store.to_float16 (OpenCV); it must round exactly like NumPy,
+    # signed zeros, subnormals and overflow to inf included.
+    rng = np.random.default_rng(0)
+    patterns = rng.integers(0, 2**32, 400_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    edges = np.array([0.0, -0.0, 65504, 65519.99, 65520, -1e6, 1e-45, -1e-45, 2**-25, -(2**-25), 3 * 2**-26],
+                     np.float32)
+    flows_like = rng.uniform(-500, 500, (2, 2, 24, 40)).astype(np.float32)
+    for a in (patterns[np.isfinite(patterns)], edges, flows_like):
+        with np.errstate(over="ignore"):
+            expected = a.astype(np.float16)
+        got = h5store.to_float16(a)
+        assert got.dtype == np.float16 and got.shape == a.shape
+        assert np.array_equal(got.view(np.uint16), expected.view(np.uint16))

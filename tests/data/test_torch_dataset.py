@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from animvfi_pipeline.data.torch_dataset import TripletDataset
+from animvfi_pipeline.data.torch_dataset import TripletDataset, to_float
 from animvfi_pipeline.errors import DataError
 from animvfi_pipeline.models.flownet import FlowNet, FlowNetConfig
 from animvfi_pipeline.models.warp import warp
@@ -55,14 +55,24 @@ class TranslationStore:
     def indices(self, split: str) -> np.ndarray:
         return np.arange(len(self)) if split == "train" else np.array([], dtype=np.int64)
 
-    def frames(self, i: int) -> np.ndarray:
-        return self._frames[i]
+    def frames(self, i: int, window=None) -> np.ndarray:
+        return _crop(self._frames[i], window, axis=1)
 
-    def flows(self, i: int) -> np.ndarray:
-        return self._flow.copy()
+    def flows(self, i: int, window=None, dtype=np.float32) -> np.ndarray:
+        return _crop(self._flow, window, axis=2).copy()
 
-    def extra(self, i: int) -> np.ndarray:
-        return self._extra[i]
+    def extra(self, i: int, window=None) -> np.ndarray:
+        return _crop(self._extra[i], window, axis=1)
+
+
+def _crop(a: np.ndarray, window, axis: int) -> np.ndarray:
+    """``a`` cut to ``window`` (top, left, height, width) along axes ``axis`` and ``axis + 1``."""
+    if window is None:
+        return a
+    top, left, h, w = window
+    index = [slice(None)] * a.ndim
+    index[axis], index[axis + 1] = slice(top, top + h), slice(left, left + w)
+    return a[tuple(index)]
 
 
 def _interior_error(a: torch.Tensor, b: torch.Tensor, margin: int = 10) -> float:
@@ -205,3 +215,119 @@ def test_prior_is_the_dis_flow_the_model_would_compute_for_the_augmented_pair():
         assert torch.equal(s["prior"], net.prior(s["img0"][None], s["img1"][None])[0])
     # and it is motion, not noise: on this translation it is close to the stored flow on average
     assert (s["prior"][:2] - s["flow_01"]).abs().mean() < 0.25 * s["flow_01"].abs().mean()
+
+
+class PriorStore(TranslationStore):
+    """A TranslationStore that also holds a precomputed prior, as `ingestion.dis_prior` stores it:
+    FlowNet.prior of the whole frame1 / frame3, rounded to float16."""
+
+    prior_preset = "fast"
+
+    def __init__(self, n: int = 2):
+        super().__init__(n)
+        net = FlowNet(FlowNetConfig(channels=(8, 8, 8), depth=1, init="dis", dis_preset=self.prior_preset))
+        self._prior = [_rounded(net.prior(_tensor(f[0]), _tensor(f[2]))[0]) for f in self._frames]
+
+    def prior(self, i: int, window=None, dtype=np.float32) -> np.ndarray:
+        return _crop(self._prior[i], window, axis=1)
+
+
+def _tensor(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255
+
+
+def _rounded(prior: torch.Tensor) -> np.ndarray:
+    return prior.numpy().astype(np.float16).astype(np.float32)
+
+
+def _u8(img: torch.Tensor) -> np.ndarray:
+    return (img * 255).round().byte().permute(1, 2, 0).numpy()
+
+
+def _locate(frames: np.ndarray, sample: dict, crop: tuple[int, int]):
+    """(top, left, flip_x, flip_y, reversed): the one window and transform of the whole frames
+    that gives the sample's img0 and img1, found by search, not by replaying the dataset's draws."""
+    img0, img1 = _u8(sample["img0"]), _u8(sample["img1"])
+    h, w = crop
+    found = []
+    for fx, fy, rev in np.ndindex(2, 2, 2):
+        a, b = (img1, img0) if rev else (img0, img1)  # frame1's and frame3's crops, transformed
+        a, b = (x[:, ::-1] if fx else x for x in (a, b))
+        a, b = (x[::-1] if fy else x for x in (a, b))
+        for top in range(frames.shape[1] - h + 1):
+            for left in range(frames.shape[2] - w + 1):
+                if np.array_equal(frames[0, top:top + h, left:left + w], a) and np.array_equal(
+                    frames[2, top:top + h, left:left + w], b
+                ):
+                    found.append((top, left, bool(fx), bool(fy), bool(rev)))
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_a_stored_prior_is_the_whole_frame_prior_cropped_and_moved_with_the_frames():
+    # With prior_from="store" the flow net trains on the crop of the prior it gets at inference on
+    # whole frames of the stored size. Flips mirror the field and negate its x or y components,
+    # reversal swaps its two directions; where DIS itself can be rerun to the same bits (no flip:
+    # DIS of the swapped pair is the swapped pair), the sample must equal that rerun.
+    store, crop = PriorStore(), (32, 40)
+    ds = TripletDataset(store, "train", crop=crop, augment=True, seed=2, prior="fast", prior_from="store")
+    net = FlowNet(FlowNetConfig(channels=(8, 8, 8), depth=1, init="dis", dis_preset="fast"))
+    seen = set()
+    for epoch in range(10):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            s, frames = ds[i], store.frames(i)
+            top, left, fx, fy, rev = _locate(frames, s, crop)
+            expected = store.prior(i)[:, top:top + crop[0], left:left + crop[1]]
+            if fx:
+                expected = expected[:, :, ::-1] * np.array([-1, 1, -1, 1], np.float32)[:, None, None]
+            if fy:
+                expected = expected[:, ::-1] * np.array([1, -1, 1, -1], np.float32)[:, None, None]
+            if rev:
+                expected = expected[[2, 3, 0, 1]]
+            assert s["prior"].dtype == torch.float32
+            assert torch.equal(s["prior"], torch.from_numpy(np.ascontiguousarray(expected)))
+            if not (fx or fy):
+                a, b = (frames[2], frames[0]) if rev else (frames[0], frames[2])
+                rerun = _rounded(net.prior(_tensor(a), _tensor(b))[0])[:, top:top + crop[0], left:left + crop[1]]
+                assert torch.equal(s["prior"], torch.from_numpy(np.ascontiguousarray(rerun)))
+            seen.add((fx, fy, rev))
+    assert len(seen) == 8  # every flip / reversal combination was checked
+
+
+def test_a_stored_prior_of_another_preset_or_none_is_refused_naming_the_store():
+    with pytest.raises(DataError, match="DIS 'fast'") as err:
+        TripletDataset(PriorStore(), "train", prior="medium", prior_from="store")
+    assert str(err.value).startswith("memory://translation")
+    with pytest.raises(DataError, match="no DIS prior"):
+        TripletDataset(TranslationStore(), "train", prior="fast", prior_from="store")
+
+
+def test_compact_samples_are_a_third_of_the_bytes_and_the_same_floats(tmp_path):
+    # What the training loop gets: uint8 frames and float16 stored flows / prior through the
+    # DataLoader, made float32 on the device by to_float -- identical to the float samples.
+    from torch.utils.data import default_collate
+
+    from animvfi_pipeline.data.h5store import IngestionConfig, TripletStore, write_triplets_h5
+    from animvfi_pipeline.data.atd12k import scan_atd12k
+    from fixtures_atd12k import make_atd12k_tree
+
+    make_atd12k_tree(tmp_path / "raw", n_train_clips=2, n_test=1, triplets_per_clip=2, size=(48, 32))
+    write_triplets_h5(tmp_path / "s.h5", scan_atd12k(tmp_path / "raw"),
+                      IngestionConfig(size=(48, 32), workers=0, val_fraction=0.0, chunk_tile=16, dis_prior="fast"),
+                      progress=False)
+    store = TripletStore(tmp_path / "s.h5")
+    for prior_from in ("store", "frames"):
+        args = dict(crop=(24, 40), augment=True, seed=5, prior="fast", prior_from=prior_from)
+        full, compact = TripletDataset(store, "train", **args), TripletDataset(store, "train", compact=True, **args)
+        for epoch in range(3):
+            full.set_epoch(epoch), compact.set_epoch(epoch)
+            a = default_collate([full[i] for i in range(len(full))])
+            b = default_collate([compact[i] for i in range(len(compact))])
+            assert b["img0"].dtype == torch.uint8 and b["flow_01"].dtype == torch.float16
+            # a prior computed from the frames is never rounded; a stored one already is
+            assert b["prior"].dtype == (torch.float16 if prior_from == "store" else torch.float32)
+            assert sum(v.nbytes for v in b.values()) < 0.5 * sum(v.nbytes for v in a.values())
+            assert to_float(b).keys() == a.keys()
+            for key, value in to_float(b).items():
+                assert value.dtype == a[key].dtype and torch.equal(value, a[key]), key

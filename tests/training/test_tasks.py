@@ -96,3 +96,26 @@ def test_a_pretrained_flow_that_does_not_help_interpolation_is_replaced_by_its_p
     # A tie goes to the prior: a learned part has to add something to be kept.
     _, figures = flow_that_helps(store, chosen, model)
     assert figures["prior_psnr"] == figures["pretrained_psnr"] and figures["kept_pretrained"] == 0.0
+
+
+def test_the_stored_prior_is_used_when_its_preset_is_the_flow_nets(tmp_path):
+    from animvfi_pipeline.data.torch_dataset import to_float
+    from animvfi_pipeline.models.flownet import FlowNetConfig
+
+    make_atd12k_tree(tmp_path / "raw", n_train_clips=4, n_test=1, triplets_per_clip=2, size=(48, 32))
+    write_triplets_h5(tmp_path / "s.h5", scan_atd12k(tmp_path / "raw"),
+                      IngestionConfig(size=(48, 32), workers=0, val_fraction=0.25, dis_prior="fast"), progress=False)
+    store = TripletStore(tmp_path / "s.h5")
+
+    def val_prior(preset, **data):
+        _, val_set = make_datasets(store, data, seed=0, flow_config=FlowNetConfig(init="dis", dis_preset=preset))
+        sample = to_float(val_set[0])  # whole frames, not augmented; float32 as the loop makes it
+        return sample["prior"], store.prior(int(sample["index"]))
+
+    got, stored = val_prior("fast")
+    assert torch.equal(got, torch.from_numpy(stored))
+    got, stored = val_prior("fast", prior_from="frames")  # forced: DIS on the sample, full precision
+    assert not torch.equal(got, torch.from_numpy(stored))
+    assert (got - torch.from_numpy(stored)).abs().max() < 0.05  # the same DIS, but not rounded to float16
+    got, stored = val_prior("medium")  # another preset: computed from the frames
+    assert not torch.equal(got, torch.from_numpy(stored))

@@ -1,12 +1,13 @@
 """The HDF5 triplet store: a streaming, atomic writer and a lazy, picklable reader.
 
-Schema: docs/architecture.md ("The HDF5 store"). One triplet per chunk, so reading triplet i
-decompresses exactly one chunk per dataset, and writing never holds more than a few triplets
-in memory whatever the dataset size.
+Schema: docs/architecture.md ("The HDF5 store"). Each chunk holds one triplet, either whole or
+one square tile of it (``chunk_tile``), so reading a training crop decompresses only the tiles it
+touches, and writing never holds more than a few triplets in memory whatever the dataset size.
 """
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import multiprocessing as mp
@@ -33,6 +34,7 @@ from animvfi_pipeline.data.atd12k import (
     load_triplet,
     time_key,
 )
+from animvfi_pipeline.data.flow import dis_flow_pair
 from animvfi_pipeline.errors import DataError
 from animvfi_pipeline.utils_io import atomic_path
 
@@ -63,6 +65,8 @@ class IngestionConfig:
     extra_times: tuple[float, ...] | None = None  # None: the times every triplet has
     image_mode: str = "convert"  # convert | refuse (grayscale, RGBA, 16-bit)
     dis_preset: str = "medium"  # OpenCV DIS preset when flow is computed
+    chunk_tile: int | None = 128  # square tiles of this side per chunk; None: one chunk per triplet
+    dis_prior: str | None = None  # DIS preset: also store the flow net's prior (see docs/data.md)
 
     def __post_init__(self) -> None:
         self.size = (int(self.size[0]), int(self.size[1]))
@@ -83,6 +87,12 @@ class IngestionConfig:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
         if self.extra_times is not None:
             self.extra_times = tuple(time_key(t) for t in self.extra_times)
+        if self.chunk_tile is not None:
+            self.chunk_tile = int(self.chunk_tile)
+            if self.chunk_tile < 16:
+                raise ValueError(f"chunk_tile must be at least 16 pixels (or null), got {self.chunk_tile}")
+        if self.dis_prior is not None and self.dis_prior not in DIS_PRESETS:
+            raise ValueError(f"dis_prior must be null or one of {sorted(DIS_PRESETS)}, got {self.dis_prior!r}")
         _h5_compression(self.compression)  # fail early on a typo
 
 
@@ -162,21 +172,41 @@ def common_extra_times(records: Iterable[TripletRecord]) -> tuple[float, ...]:
 # --------------------------------------------------------------------------- chunk layout
 
 
+Window = tuple[int, int, int, int]  # top, left, height, width of a crop, in stored pixels
+# Axis of the image height in one triplet's array of each dataset (width follows it).
+_HEIGHT_AXIS = {"frames": 1, "flows": 2, "prior": 1, "extra_frames": 1}
+
+
 @dataclass(frozen=True)
 class _Layout:
-    """The chunked datasets of one store: name -> (shape of one triplet, dtype), and the filter."""
+    """The chunked datasets of one store: name -> (shape of one triplet, dtype, chunk), and the filter.
 
-    items: tuple[tuple[str, tuple[int, ...], str], ...]
+    A chunk holds one triplet, either whole (``tile=None``) or a ``tile x tile`` square of all its
+    frames (or flows, or prior channels) at once: a training crop needs all of them at the same
+    place, and HDF5 then decompresses only the tiles the crop touches.
+    """
+
+    items: tuple[tuple[str, tuple[int, ...], str, tuple[int, ...]], ...]
     compression: tuple[tuple[str, Any], ...]
 
     @classmethod
-    def make(cls, size: tuple[int, int], k: int, with_flows: bool, compression: str | None) -> _Layout:
+    def make(cls, size: tuple[int, int], k: int, with_flows: bool, compression: str | None,
+             tile: int | None = None, with_prior: bool = False) -> _Layout:
         w, h = size
-        items = [("frames", (3, h, w, 3), "uint8")]
+        shapes = [("frames", (3, h, w, 3), "uint8")]
         if with_flows:
-            items.append(("flows", (2, 2, h, w), "float16"))
+            shapes.append(("flows", (2, 2, h, w), "float16"))
+        if with_prior:
+            shapes.append(("prior", (4, h, w), "float16"))
         if k:
-            items.append(("extra_frames", (k, h, w, 3), "uint8"))
+            shapes.append(("extra_frames", (k, h, w, 3), "uint8"))
+        items = []
+        for name, shape, dtype in shapes:
+            chunk = list(shape)
+            if tile is not None:
+                y = _HEIGHT_AXIS[name]
+                chunk[y], chunk[y + 1] = min(tile, h), min(tile, w)
+            items.append((name, shape, dtype, tuple(chunk)))
         return cls(tuple(items), tuple(sorted(_h5_compression(compression).items())))
 
     def create(self, f: h5py.File, n: int) -> dict[str, h5py.Dataset]:
@@ -185,20 +215,26 @@ class _Layout:
                 name,
                 shape=(n, *shape),
                 maxshape=(None, *shape),
-                chunks=(1, *shape),  # one triplet per chunk
+                chunks=(1, *chunk),
                 dtype=dtype,
                 track_times=False,  # so that a rerun writes the same bytes
                 **dict(self.compression),
             )
-            for name, shape, dtype in self.items
+            for name, shape, dtype, chunk in self.items
         }
+
+    def chunk_offsets(self, name: str) -> list[tuple[int, ...]]:
+        """Offsets of one triplet's chunks of dataset ``name`` (without the triplet axis), C order."""
+        _, shape, _, chunk = next(item for item in self.items if item[0] == name)
+        return list(itertools.product(*(range(0, n, c) for n, c in zip(shape, chunk))))
 
 
 _encoders: dict[_Layout, tuple[h5py.File, dict[str, h5py.Dataset]]] = {}
 
 
-def _encode_chunks(layout: _Layout, arrays: dict[str, np.ndarray]) -> dict[str, tuple[int, bytes]]:
-    """Compress one triplet's chunks with HDF5's own filters: name -> (filter mask, bytes).
+def _encode_chunks(layout: _Layout, arrays: dict[str, np.ndarray]) -> dict[str, list[tuple[int, bytes]]]:
+    """Compress one triplet's chunks with HDF5's own filters: name -> [(filter mask, bytes)] in
+    ``layout.chunk_offsets(name)`` order.
 
     Done in the worker through a one-triplet in-memory HDF5 file, so that the single writer
     only copies finished chunks into the store (write_direct_chunk) and workers send back
@@ -209,17 +245,27 @@ def _encode_chunks(layout: _Layout, arrays: dict[str, np.ndarray]) -> dict[str, 
             for f, _ in _encoders.values():
                 f.close()
             _encoders.clear()
-        f = h5py.File(f"animvfi-chunks-{os.getpid()}-{id(layout)}", "w", driver="core", backing_store=False)
+        # No chunk cache: each write goes through the filter at once instead of via a cached copy.
+        f = h5py.File(f"animvfi-chunks-{os.getpid()}-{id(layout)}", "w", driver="core", backing_store=False,
+                      rdcc_nbytes=0)
         _encoders[layout] = (f, layout.create(f, 1))
     _, datasets = _encoders[layout]
     chunks = {}
     for name, ds in datasets.items():
         ds[0] = arrays[name]
-        chunks[name] = ds.id.read_direct_chunk((0,) * ds.ndim)
+        chunks[name] = [ds.id.read_direct_chunk((0, *offset)) for offset in layout.chunk_offsets(name)]
     return chunks
 
 
 # --------------------------------------------------------------------------- decoding workers
+
+
+def to_float16(a: np.ndarray) -> np.ndarray:
+    """``a.astype(np.float16)``, the same bits (round to nearest even, signed zeros, inf on
+    overflow; tests/data/test_h5store.py checks it), three times faster: NumPy converts one
+    value at a time, OpenCV with SIMD, which at 960x540 saves ~3.5 ms of CPU per triplet."""
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    return cv2.multiply(a.reshape(-1, a.shape[-1]), 1.0, dtype=cv2.CV_16F).reshape(a.shape)
 
 
 def _init_worker() -> None:
@@ -227,7 +273,9 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)
 
 
-def _load_for_store(record: TripletRecord, kwargs: dict[str, Any], layout: _Layout) -> tuple[str, Any]:
+def _load_for_store(
+    record: TripletRecord, kwargs: dict[str, Any], layout: _Layout, dis_prior: str | None = None
+) -> tuple[str, Any]:
     """Worker body: ("ok", (meta, encoded chunks)) or ("error", (path, problem))."""
     try:
         triplet = load_triplet(record, **kwargs)
@@ -235,17 +283,22 @@ def _load_for_store(record: TripletRecord, kwargs: dict[str, Any], layout: _Layo
         return "error", (exc.path, exc.problem)
     arrays = {"frames": triplet.frames, "extra_frames": triplet.extra_frames}
     if triplet.flows is not None:
-        arrays["flows"] = triplet.flows.astype(np.float16)
+        arrays["flows"] = to_float16(triplet.flows)
+    if dis_prior is not None:
+        # What FlowNet.prior computes for the whole stored frame1 and frame3 (as at inference on
+        # frames of this size); training crops it like the frames.
+        arrays["prior"] = to_float16(dis_flow_pair(triplet.frames[0], triplet.frames[2], dis_prior))
     return "ok", (triplet.meta, _encode_chunks(layout, arrays))
 
 
 def _load_stream(
-    records: Sequence[TripletRecord], kwargs: dict[str, Any], layout: _Layout, workers: int
+    records: Sequence[TripletRecord], kwargs: dict[str, Any], layout: _Layout, workers: int,
+    dis_prior: str | None = None,
 ) -> Iterator[tuple[str, Any]]:
     """Yield `_load_for_store` results in record order with at most 2 * workers in flight."""
     if workers == 0:
         for record in records:
-            yield _load_for_store(record, kwargs, layout)
+            yield _load_for_store(record, kwargs, layout, dis_prior)
         return
     ctx = mp.get_context(_MP_CONTEXT)
     # Pool.imap would queue every result that the writer has not consumed yet; a bounded window
@@ -254,14 +307,14 @@ def _load_stream(
         pending: deque = deque()
         todo = iter(records)
         for record in todo:
-            pending.append(pool.apply_async(_load_for_store, (record, kwargs, layout)))
+            pending.append(pool.apply_async(_load_for_store, (record, kwargs, layout, dis_prior)))
             if len(pending) >= 2 * workers:
                 break
         while pending:
             result = pending.popleft().get()
             record = next(todo, None)
             if record is not None:
-                pending.append(pool.apply_async(_load_for_store, (record, kwargs, layout)))
+                pending.append(pool.apply_async(_load_for_store, (record, kwargs, layout, dis_prior)))
             yield result
 
 
@@ -273,15 +326,16 @@ class _StoreWriter:
 
     def __init__(self, f: h5py.File, n: int, layout: _Layout):
         self.f = f
+        self.layout = layout
         self.datasets = layout.create(f, n)
         self.n_written = 0
         self.rows: list[dict[str, Any]] = []
 
-    def append(self, meta: dict[str, Any], chunks: dict[str, tuple[int, bytes]], split: str) -> None:
+    def append(self, meta: dict[str, Any], chunks: dict[str, list[tuple[int, bytes]]], split: str) -> None:
         i = self.n_written
         for name, ds in self.datasets.items():
-            mask, data = chunks[name]
-            ds.id.write_direct_chunk((i,) + (0,) * (ds.ndim - 1), data, filter_mask=mask)
+            for offset, (mask, data) in zip(self.layout.chunk_offsets(name), chunks[name], strict=True):
+                ds.id.write_direct_chunk((i, *offset), data, filter_mask=mask)
         self.rows.append({**meta, "split": split})
         self.n_written += 1
 
@@ -314,7 +368,8 @@ def write_triplets_h5(
 ) -> IngestionResult:
     """Decode, resize and write ``records`` to an HDF5 store at ``path``, atomically.
 
-    Triplets stream through a pool of ``config.workers`` processes into one-triplet chunks.
+    Triplets stream through a pool of ``config.workers`` processes into one-triplet chunks
+    (whole, or tiles of ``config.chunk_tile`` pixels a side).
     With ``on_error="fail"`` the first bad triplet raises DataError and nothing appears at
     ``path`` (an existing store there is left as it was); with ``"skip"`` it is left out and
     listed in the store's ``skipped`` attribute. The same records and config give the same
@@ -340,8 +395,9 @@ def write_triplets_h5(
         "Ingesting %d triplets into %s at %dx%d (flow %s, %d extra times, %d workers)",
         len(records), path, cfg.size[0], cfg.size[1], cfg.flow_source, len(times), cfg.workers,
     )
-    layout = _Layout.make(cfg.size, len(times), cfg.flow_source != "none", cfg.compression)
-    stream = _load_stream(records, load_kwargs, layout, cfg.workers)
+    layout = _Layout.make(cfg.size, len(times), cfg.flow_source != "none", cfg.compression,
+                          tile=cfg.chunk_tile, with_prior=cfg.dis_prior is not None)
+    stream = _load_stream(records, load_kwargs, layout, cfg.workers, cfg.dis_prior)
     # closing(): on an error the worker pool is shut down at once, not whenever the
     # generator happens to be garbage-collected.
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f, contextlib.closing(stream):
@@ -360,6 +416,8 @@ def write_triplets_h5(
         if writer.n_written == 0:
             raise DataError(source_root or records[0].dir.parent, f"all {len(records)} triplets are bad; nothing to store")
         config_json = {**asdict(cfg), "extra_times": list(times)}
+        if cfg.dis_prior is not None:
+            writer.datasets["prior"].attrs["dis_preset"] = cfg.dis_prior
         writer.finish(
             {
                 "format_version": FORMAT_VERSION,
@@ -394,6 +452,7 @@ class TripletStore:
         self.path = Path(path)
         self._file: h5py.File | None = None
         self._pid: int | None = None
+        self._datasets: dict[str, h5py.Dataset] = {}  # looked up once per process: ~0.4 ms a time
         self._meta: pd.DataFrame | None = None
         if not self.path.is_file():
             raise DataError(self.path, "triplet store does not exist (run the data_ingestion pipeline)")
@@ -403,6 +462,7 @@ class TripletStore:
                 self._len = int(f["frames"].shape[0]) if "frames" in f else 0
                 self._has_flows = "flows" in f
                 self._has_extra = "extra_frames" in f
+                self.prior_preset: str | None = str(f["prior"].attrs["dis_preset"]) if "prior" in f else None
         except OSError as exc:
             raise DataError(self.path, f"not a readable HDF5 file ({exc})") from exc
         if not attrs.get("complete", False):
@@ -421,19 +481,28 @@ class TripletStore:
         state = self.__dict__.copy()
         state["_file"] = None
         state["_pid"] = None
+        state["_datasets"] = {}
         return state
 
     def _h5(self) -> h5py.File:
         if self._file is None or self._pid != os.getpid():
             self._file = h5py.File(self.path, "r")
             self._pid = os.getpid()
+            self._datasets = {}
         return self._file
+
+    def _dataset(self, name: str) -> h5py.Dataset:
+        f = self._h5()
+        if name not in self._datasets:
+            self._datasets[name] = f[name]
+        return self._datasets[name]
 
     def close(self) -> None:
         if self._file is not None and self._pid == os.getpid():
             self._file.close()
         self._file = None
         self._pid = None
+        self._datasets = {}
 
     def __enter__(self) -> TripletStore:
         return self
@@ -460,22 +529,55 @@ class TripletStore:
             raise IndexError(f"triplet index {i} out of range for {self._len} triplets")
         return i
 
-    def frames(self, i: int) -> np.ndarray:
-        """uint8 (3, H, W, 3): frame1, frame2, frame3 of triplet ``i``."""
-        return self._h5()["frames"][self._index(i)]
+    def _read(self, name: str, i: int, window: Window | None) -> np.ndarray:
+        """Triplet ``i`` of dataset ``name``, or only the ``window`` (top, left, height, width) of it.
 
-    def flows(self, i: int) -> np.ndarray:
-        """float32 (2, 2, H, W): [0] = flow 1->3, [1] = flow 3->1, in stored pixels."""
+        A window is an h5py hyperslab, so HDF5 decompresses only the chunks it touches: with a
+        tiled store (``chunk_tile``) a 256x256 crop of a 960x540 triplet decodes 4 to 9 tiles
+        instead of the whole frames.
+        """
+        ds = self._dataset(name)
+        i = self._index(i)
+        if window is None:
+            return ds[i]
+        top, left, height, width = (int(v) for v in window)
+        if height < 1 or width < 1 or top < 0 or left < 0 or top + height > self.height or left + width > self.width:
+            raise ValueError(f"window {tuple(window)} (top, left, height, width) is not inside the "
+                             f"{self.height}x{self.width} frames")
+        index: list[Any] = [i] + [slice(None)] * (ds.ndim - 1)
+        y = _HEIGHT_AXIS[name] + 1
+        index[y], index[y + 1] = slice(top, top + height), slice(left, left + width)
+        return ds[tuple(index)]
+
+    def frames(self, i: int, window: Window | None = None) -> np.ndarray:
+        """uint8 (3, H, W, 3): frame1, frame2, frame3 of triplet ``i`` (or of its ``window``)."""
+        return self._read("frames", i, window)
+
+    def flows(self, i: int, window: Window | None = None, dtype: Any = np.float32) -> np.ndarray:
+        """float32 (2, 2, H, W): [0] = flow 1->3, [1] = flow 3->1, in stored pixels (or the ``window``).
+        ``dtype=None`` returns them as stored (float16)."""
         if not self._has_flows:
             raise DataError(self.path, "store has no flows (it was ingested with flow_source='none')")
-        return self._h5()["flows"][self._index(i)].astype(np.float32)
+        return _as(self._read("flows", i, window), dtype)
 
-    def extra(self, i: int) -> np.ndarray:
+    @property
+    def has_prior(self) -> bool:
+        return self.prior_preset is not None
+
+    def prior(self, i: int, window: Window | None = None, dtype: Any = np.float32) -> np.ndarray:
+        """float32 (4, H, W): the DIS prior (flow 1->3, flow 3->1) of the whole stored frame1 and
+        frame3 at preset ``prior_preset``, rounded to float16 when stored (``dtype=None``: as stored)."""
+        if self.prior_preset is None:
+            raise DataError(self.path, "store has no DIS prior (ingest with ingestion.dis_prior set to a preset)")
+        return _as(self._read("prior", i, window), dtype)
+
+    def extra(self, i: int, window: Window | None = None) -> np.ndarray:
         """uint8 (K, H, W, 3): frames at ``extra_times`` (K may be 0)."""
-        i = self._index(i)
         if not self._has_extra:
-            return np.zeros((0, self.height, self.width, 3), np.uint8)
-        return self._h5()["extra_frames"][i]
+            self._index(i)
+            h, w = (self.height, self.width) if window is None else (int(window[2]), int(window[3]))
+            return np.zeros((0, h, w, 3), np.uint8)
+        return self._read("extra_frames", i, window)
 
     @property
     def meta(self) -> pd.DataFrame:
@@ -506,3 +608,7 @@ class TripletStore:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         return np.flatnonzero(self._load_meta()["split"].to_numpy() == split)
+
+
+def _as(a: np.ndarray, dtype: Any) -> np.ndarray:
+    return a if dtype is None else a.astype(dtype)

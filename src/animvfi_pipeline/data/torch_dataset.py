@@ -34,9 +34,19 @@ class TripletDataset(Dataset):
         at their own t (arbitrary-t training), one sample per target frame.
     flows: ``False`` skips reading the flows (VFI training does not need them; at 960x540 they
         are most of the bytes read per sample).
-    prior: a DIS preset: also return ``"prior"``, the (4, H, W) DIS flows of the sample's two
-        frames that a FlowNet with ``init="dis"`` refines, computed here in the DataLoader worker
-        rather than in the training process (where, on a GPU, it would hold up every step).
+    prior: a DIS preset: also return ``"prior"``, the (4, h, w) DIS flows (0 -> 1, 1 -> 0) that a
+        FlowNet with ``init="dis"`` refines, made here in the DataLoader worker rather than in the
+        training process (where, on a GPU, it would hold up every step).
+    prior_from: where that prior comes from.
+        ``"frames"``: DIS computed on the sample's own (cropped, flipped, reversed) frames, exactly
+        what ``FlowNet.prior`` gives for them.
+        ``"store"``: the store's prior (``ingestion.dis_prior``, same preset), computed once on the
+        whole stored frames as ``FlowNet.prior`` does at inference on frames of that size; the
+        sample gets its crop, flipped and reversed like the flows. No DIS in the worker.
+    compact: images as uint8 ``(3, h, w)`` and flows read from the store as float16, as stored:
+        2.7x fewer bytes per sample through the DataLoader's shared memory, which at 960x540
+        costs a worker more CPU than reading the sample (docs/data.md). ``to_float(batch)`` gives
+        back the float32 batch bit for bit; the training loop calls it on the device.
     """
 
     def __init__(
@@ -49,6 +59,8 @@ class TripletDataset(Dataset):
         seed: int = 0,
         flows: bool = True,
         prior: str | None = None,
+        prior_from: str = "frames",
+        compact: bool = False,
     ):
         if times not in ("middle", "all"):
             raise ValueError(f"times must be 'middle' or 'all', not {times!r}")
@@ -58,6 +70,18 @@ class TripletDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self.prior = prior
+        self.compact = compact
+        if prior_from not in ("frames", "store"):
+            raise ValueError(f"prior_from must be 'frames' or 'store', not {prior_from!r}")
+        self.prior_from = prior_from if prior is not None else None
+        if self.prior_from == "store" and getattr(store, "prior_preset", None) != prior:
+            stored = getattr(store, "prior_preset", None)
+            raise DataError(
+                _store_path(store),
+                f"the flow net's prior is DIS {prior!r} but the store holds "
+                + ("no DIS prior" if stored is None else f"DIS {stored!r}")
+                + f" (ingest with ingestion.dis_prior: {prior}, or compute it from the frames)",
+            )
         self.crop = None if crop is None else (int(crop[0]), int(crop[1]))
         if self.crop is not None and (self.crop[0] > store.height or self.crop[1] > store.width):
             raise DataError(
@@ -83,48 +107,55 @@ class TripletDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         row, target = int(self._rows[i]), int(self._targets[i])
-        frames = self.store.frames(row)  # (3, H, W, 3) uint8
-        if self.with_flows:
-            flows = self.store.flows(row)  # (2, 2, H, W): [0] = 1 -> 3, [1] = 3 -> 1
-        else:  # placeholders that follow the crops and flips cheaply, dropped at the end
-            flows = np.zeros((2, 2, *frames.shape[1:3]), np.float32)
+        rng = np.random.default_rng((self.seed, self.epoch, i)) if self.augment else None
+        window = None
+        if self.crop is not None:  # read only the crop: a tiled store decodes just the tiles it touches
+            window = (*self._window(self.store.height, self.store.width, rng), *self.crop)
+        frames = self.store.frames(row, window)  # (3, h, w, 3) uint8
         img0, img1 = frames[0], frames[2]
         if target == MIDDLE:
             tgt, t = frames[1], 0.5
         else:
-            tgt, t = self.store.extra(row)[target], self.extra_times[target]
-        flow_01, flow_10 = flows[0], flows[1]
+            tgt, t = self.store.extra(row, window)[target], self.extra_times[target]
+        # Two-channel flow fields that must follow the frames through every augmentation, as
+        # stored (float16): flips are views here, and _fields makes the one float32 copy.
+        fields: dict[str, np.ndarray] = {}
+        if self.with_flows:
+            flows = self.store.flows(row, window, dtype=None)  # (2, 2, h, w): [0] = 1 -> 3, [1] = 3 -> 1
+            fields["flow_01"], fields["flow_10"] = flows[0], flows[1]
+        if self.prior_from == "store":
+            prior = self.store.prior(row, window, dtype=None)  # (4, h, w): 1 -> 3, 3 -> 1
+            fields["prior_01"], fields["prior_10"] = prior[:2], prior[2:]
 
-        rng = np.random.default_rng((self.seed, self.epoch, i)) if self.augment else None
-        if self.crop is not None:
-            y, x = self._window(frames.shape[1], frames.shape[2], rng)
-            h, w = self.crop
-            img0, img1, tgt = (a[y : y + h, x : x + w] for a in (img0, img1, tgt))
-            flow_01, flow_10 = (f[:, y : y + h, x : x + w] for f in (flow_01, flow_10))
+        flip_x = flip_y = False
         if rng is not None:
             if rng.random() < 0.5:  # mirror left-right: x displacements change sign
+                flip_x = True
                 img0, img1, tgt = (a[:, ::-1] for a in (img0, img1, tgt))
-                flow_01, flow_10 = (f[:, :, ::-1] * _SIGN_X for f in (flow_01, flow_10))
+                fields = {k: f[:, :, ::-1] for k, f in fields.items()}
             if rng.random() < 0.5:  # mirror top-bottom: y displacements change sign
+                flip_y = True
                 img0, img1, tgt = (a[::-1] for a in (img0, img1, tgt))
-                flow_01, flow_10 = (f[:, ::-1] * _SIGN_Y for f in (flow_01, flow_10))
+                fields = {k: f[:, ::-1] for k, f in fields.items()}
             if rng.random() < 0.5:  # play backwards: the target sits at 1 - t between swapped ends
                 img0, img1 = img1, img0
-                flow_01, flow_10 = flow_10, flow_01
+                fields = {_REVERSED[k]: f for k, f in fields.items()}
                 t = 1.0 - t
 
         sample = {
-            "img0": _image(img0),
-            "img1": _image(img1),
-            "target": _image(tgt),
+            "img0": _image(img0, self.compact),
+            "img1": _image(img1, self.compact),
+            "target": _image(tgt, self.compact),
             "t": torch.tensor(t, dtype=torch.float32),
             "index": torch.tensor(row, dtype=torch.int64),
         }
-        if self.prior is not None:  # on the final (cropped, flipped, reversed) frames
+        if self.prior_from == "frames":  # on the final (cropped, flipped, reversed) frames
             sample["prior"] = torch.from_numpy(dis_flow_pair(img0, img1, self.prior))
+        elif self.prior_from == "store":
+            sample["prior"] = _fields([fields["prior_01"], fields["prior_10"]], flip_x, flip_y, self.compact)
         if self.with_flows:
-            sample["flow_01"] = torch.from_numpy(np.ascontiguousarray(flow_01, dtype=np.float32))
-            sample["flow_10"] = torch.from_numpy(np.ascontiguousarray(flow_10, dtype=np.float32))
+            sample["flow_01"] = _fields([fields["flow_01"]], flip_x, flip_y, self.compact)
+            sample["flow_10"] = _fields([fields["flow_10"]], flip_x, flip_y, self.compact)
         return sample
 
     def _window(self, height: int, width: int, rng: np.random.Generator | None) -> tuple[int, int]:
@@ -134,13 +165,50 @@ class TripletDataset(Dataset):
         return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
 
 
-_SIGN_X = np.array([-1.0, 1.0], dtype=np.float32)[:, None, None]
-_SIGN_Y = np.array([1.0, -1.0], dtype=np.float32)[:, None, None]
+_REVERSED = {"flow_01": "flow_10", "flow_10": "flow_01", "prior_01": "prior_10", "prior_10": "prior_01"}
 
 
-def _image(a: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).float().div_(255.0)
+def _fields(parts: list[np.ndarray], flip_x: bool, flip_y: bool, compact: bool = False) -> torch.Tensor:
+    """float32 (2k, h, w) from k (2, h, w) flow views in one copy; x (y) components negated after
+    a left-right (top-bottom) mirror. Negation and float16 -> float32 are exact. ``compact``
+    keeps float16 parts float16 (never rounds float32 ones)."""
+    h, w = parts[0].shape[-2:]
+    dtype = np.float16 if compact and all(p.dtype == np.float16 for p in parts) else np.float32
+    out = np.empty((2 * len(parts), h, w), dtype)
+    for j, part in enumerate(parts):
+        out[2 * j : 2 * j + 2] = part
+    if flip_x:
+        out[0::2] *= -1.0
+    if flip_y:
+        out[1::2] *= -1.0
+    return torch.from_numpy(out)
+
+
+def _image(a: np.ndarray, compact: bool = False) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1] (``compact``: uint8, see ``to_float``)."""
+    chw = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
+    return chw if compact else _as_float_image(chw)
+
+
+def _as_float_image(u8: torch.Tensor) -> torch.Tensor:
+    return u8.float().div_(255.0)
+
+
+IMAGE_KEYS = ("img0", "img1", "target")
+
+
+def to_float(batch: dict[str, Any]) -> dict[str, Any]:
+    """A (batch of) ``compact`` sample(s) as the float32 one, bit for bit: uint8 images to [0, 1],
+    float16 flows to float32. Float samples pass through unchanged."""
+    out = dict(batch)
+    for key, value in batch.items():
+        if not isinstance(value, torch.Tensor):
+            continue
+        if key in IMAGE_KEYS and value.dtype == torch.uint8:
+            out[key] = _as_float_image(value)
+        elif value.dtype == torch.float16:
+            out[key] = value.float()
+    return out
 
 
 def _store_path(store: Any) -> str:

@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import cv2
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from animvfi_pipeline.data.torch_dataset import to_float
 from animvfi_pipeline.errors import CheckpointError
 from animvfi_pipeline.training import distributed
 from animvfi_pipeline.training.schedule import lr_at
@@ -461,13 +463,19 @@ def _seed_worker(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
+    # One core per worker (torch already sets one thread): OpenCV's DIS prior would otherwise start
+    # a thread per machine core in every worker. Samples/s per core: docs/data.md.
+    cv2.setNumThreads(1)
 
 
 def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool) -> dict[str, Any]:
+    # Compact samples (uint8 frames, float16 flows: a third of the bytes through the workers'
+    # shared memory and the bus) become float32 here, on the device, with the same bits.
+    batch = to_float({k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                      for k, v in batch.items()})
     out = {}
     for k, v in batch.items():
         if isinstance(v, torch.Tensor):
-            v = v.to(device, non_blocking=True)
             if channels_last and v.ndim == 4 and v.is_floating_point():
                 v = v.contiguous(memory_format=torch.channels_last)
         out[k] = v

@@ -163,13 +163,23 @@ def make_datasets(store: Any, data: dict[str, Any], seed: int, flows: bool = Tru
     """Training split (augmented crops) and validation split (fixed, t = 0.5). Never the test split.
 
     With a DIS-initialised flow network (``flow_config.init == "dis"``) the samples carry its
-    prior, computed in the DataLoader workers.
+    prior: cut from the store's precomputed one when it was ingested with the same preset
+    (``ingestion.dis_prior``), else computed on each sample's frames in the DataLoader workers.
+    ``data["prior_from"]`` (``auto`` | ``store`` | ``frames``) forces one. Samples are ``compact``
+    (uint8 frames, float16 flows); the loop makes them float32 on the device.
     """
     prior = flow_config.dis_preset if flow_config is not None and flow_config.init == "dis" else None
+    prior_from = data.get("prior_from", "auto")
+    if prior_from == "auto":
+        prior_from = "store" if prior is not None and getattr(store, "prior_preset", None) == prior else "frames"
+    if prior is not None:
+        log.info("flow prior: DIS %s, %s", prior, "cut from the store" if prior_from == "store"
+                 else "computed on each sample's frames in the DataLoader workers")
     train_set = TripletDataset(store, "train", crop=data.get("crop"), augment=data.get("augment", True),
-                               times=data.get("times", "middle"), seed=seed, flows=flows, prior=prior)
+                               times=data.get("times", "middle"), seed=seed, flows=flows, prior=prior,
+                               prior_from=prior_from, compact=True)
     val_set = TripletDataset(store, "val", crop=data.get("val_crop"), augment=False, times="middle", seed=seed,
-                             flows=flows, prior=prior)
+                             flows=flows, prior=prior, prior_from=prior_from, compact=True)
     log.info("training on %d samples, validating on %d", len(train_set), len(val_set))
     return train_set, val_set
 
