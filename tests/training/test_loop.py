@@ -224,3 +224,16 @@ def test_forced_mixed_precision_and_channels_last_still_train(tmp_path, amp):
     assert result.bad_steps == 0
     assert result.history["val_mse"].iloc[-1] < result.history["val_mse"].iloc[0]
     assert all(p.dtype == torch.float32 for p in result.model.parameters())  # weights stay fp32
+
+
+@pytest.mark.timeout(120)  # the failure is a hang
+def test_worker_processes_start_every_epoch_after_the_parent_used_opencv_threads(tmp_path):
+    # DataLoader workers are forked: touching OpenCV's thread pool in a child forked from a
+    # parent that had used it hung the second epoch's workers. Two epochs with a worker each.
+    import cv2
+    import numpy as np
+
+    cv2.setNumThreads(2)
+    cv2.resize(np.zeros((1080, 1920, 3), np.uint8), (960, 540))  # starts OpenCV's pool here
+    result = train(ToyTask(), ToyData(8), ToyData(4, offset=100), _cfg(tmp_path, epochs=2, num_workers=1))
+    assert list(result.history["epoch"]) == [1, 2]

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -463,9 +462,10 @@ def _seed_worker(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
-    # One core per worker (torch already sets one thread): OpenCV's DIS prior would otherwise start
-    # a thread per machine core in every worker. Samples/s per core: docs/data.md.
-    cv2.setNumThreads(1)
+    # No cv2.setNumThreads here: DataLoader workers are forked, and resizing OpenCV's thread pool
+    # in a child forked from a parent that has used it hangs (seen in pthread_cond_destroy at the
+    # second epoch's workers). Workers that compute the DIS prior may use several OpenCV threads;
+    # the stored prior (ingestion.dis_prior) avoids DIS in the workers altogether.
 
 
 def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool) -> dict[str, Any]:
