@@ -7,6 +7,7 @@ in memory whatever the dataset size.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import multiprocessing as mp
@@ -39,10 +40,15 @@ from animvfi_pipeline.utils_io import atomic_path
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+# HDF5 1.10+ file structures: their superblock, object headers and chunk indexes carry checksums
+# (the 1.8-compatible default ones do not), so a damaged store fails to open or read.
+LIBVER = ("v110", "latest")
+REBUILD_HINT = "rebuild it with `kedro run --pipelines data_ingestion`"
 SPLITS = ("train", "val", "test")
 ON_ERROR = ("fail", "skip")
 STRING_COLUMNS = ("name", "split", "clip", "motion_type", "behavior", "flow_source", "style")
 INT_COLUMNS = ("level", "orig_width", "orig_height")
+DIGESTED_ATTRS = ("format_version", "height", "width", "extra_times", "source_root", "skipped", "ingestion_config")
 # forkserver: workers start from a clean process, not a fork of a (possibly multi-threaded)
 # Kedro or notebook process, and still start fast after the first one.
 _MP_CONTEXT = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
@@ -177,7 +183,9 @@ class _Layout:
             items.append(("flows", (2, 2, h, w), "float16"))
         if k:
             items.append(("extra_frames", (k, h, w, 3), "uint8"))
-        return cls(tuple(items), tuple(sorted(_h5_compression(compression).items())))
+        # fletcher32 after the codec: every chunk carries a checksum of its compressed bytes, which
+        # HDF5 checks on each read, so a flipped or lost byte is an error, never wrong pixels.
+        return cls(tuple(items), tuple(sorted({**_h5_compression(compression), "fletcher32": True}.items())))
 
     def create(self, f: h5py.File, n: int) -> dict[str, h5py.Dataset]:
         return {
@@ -300,6 +308,9 @@ class _StoreWriter:
         meta.create_dataset("roi", data=roi, track_times=False)
         for key, value in attrs.items():
             self.f.attrs[key] = value
+        # The variable-length strings of meta and of the attributes live in HDF5's global heap,
+        # which has no checksum of its own: this digest covers them (checked on open).
+        self.f.attrs["meta_sha256"] = _meta_digest(self.f)
         # Written last: a reader that sees complete=True sees everything else too.
         self.f.attrs["complete"] = True
 
@@ -344,7 +355,7 @@ def write_triplets_h5(
     stream = _load_stream(records, load_kwargs, layout, cfg.workers)
     # closing(): on an error the worker pool is shut down at once, not whenever the
     # generator happens to be garbage-collected.
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f, contextlib.closing(stream):
+    with atomic_path(path) as tmp, h5py.File(tmp, "w", libver=LIBVER) as f, contextlib.closing(stream):
         writer = _StoreWriter(f, len(records), layout)
         for record, split, (status, payload) in tqdm(
             zip(records, splits, stream), total=len(records), disable=not progress, desc="ingest", unit="triplet"
@@ -380,6 +391,22 @@ def write_triplets_h5(
     return result
 
 
+def _meta_digest(f: h5py.File) -> str:
+    """sha256 of the meta columns and the descriptive attributes, as stored."""
+    digest = hashlib.sha256()
+    for col in (*STRING_COLUMNS, *INT_COLUMNS, "roi"):
+        if col not in f["meta"]:
+            continue
+        ds = f["meta"][col]
+        values = ds.asstr()[...] if col in STRING_COLUMNS else ds[...]
+        digest.update(col.encode() + b"\0" + json.dumps(np.asarray(values).tolist()).encode() + b"\0")
+    for key in DIGESTED_ATTRS:
+        value = f.attrs.get(key)
+        value = value.tolist() if isinstance(value, np.ndarray) else value
+        digest.update(key.encode() + b"\0" + json.dumps(value, default=str).encode() + b"\0")
+    return digest.hexdigest()
+
+
 # --------------------------------------------------------------------------- reading
 
 
@@ -403,18 +430,40 @@ class TripletStore:
                 self._len = int(f["frames"].shape[0]) if "frames" in f else 0
                 self._has_flows = "flows" in f
                 self._has_extra = "extra_frames" in f
-        except OSError as exc:
-            raise DataError(self.path, f"not a readable HDF5 file ({exc})") from exc
+        except (OSError, KeyError, ValueError, RuntimeError) as exc:  # how h5py reports damage varies
+            raise DataError(self.path, f"not a readable HDF5 file, damaged or truncated ({exc}); {REBUILD_HINT}") from exc
         if not attrs.get("complete", False):
-            raise DataError(self.path, "triplet store is incomplete (an interrupted write?); ingest again")
+            raise DataError(self.path, f"triplet store is incomplete (an interrupted write?); {REBUILD_HINT}")
         if int(attrs.get("format_version", -1)) != FORMAT_VERSION:
-            raise DataError(self.path, f"unsupported store format_version {attrs.get('format_version')!r}")
+            raise DataError(self.path, f"unsupported store format_version {attrs.get('format_version')!r}; {REBUILD_HINT}")
+        self._check_digest(attrs.get("meta_sha256"))
         self.height = int(attrs["height"])
         self.width = int(attrs["width"])
         self.extra_times: tuple[float, ...] = tuple(float(t) for t in np.atleast_1d(attrs.get("extra_times", [])))
         self.source_root = str(attrs.get("source_root", ""))
         self.skipped: list[dict[str, str]] = json.loads(attrs.get("skipped", "[]"))
         self.ingestion_config: dict[str, Any] = json.loads(attrs.get("ingestion_config", "{}"))
+
+    def _check_digest(self, recorded: Any) -> None:
+        if recorded is None:
+            logger.warning("%s was written without checksums (by an older version): damage would go "
+                           "unnoticed; %s", self.path, REBUILD_HINT)
+            return
+        with self._reading("meta"), h5py.File(self.path, "r") as f:
+            actual = _meta_digest(f)
+        if actual != recorded:
+            raise DataError(self.path, f"metadata does not match its checksum (the file is damaged); {REBUILD_HINT}")
+
+    @contextlib.contextmanager
+    def _reading(self, what: str) -> Iterator[None]:
+        """HDF5 reports a failed chunk checksum, a truncated file or a broken structure as an
+        OSError (or a KeyError/ValueError for a damaged link); all mean the same to a user."""
+        try:
+            yield
+        except (OSError, KeyError, ValueError, RuntimeError) as exc:
+            if isinstance(exc, DataError):
+                raise
+            raise DataError(self.path, f"cannot read {what}: the store is damaged ({exc}); {REBUILD_HINT}") from exc
 
     # -- pickling and handles
     def __getstate__(self) -> dict[str, Any]:
@@ -462,20 +511,25 @@ class TripletStore:
 
     def frames(self, i: int) -> np.ndarray:
         """uint8 (3, H, W, 3): frame1, frame2, frame3 of triplet ``i``."""
-        return self._h5()["frames"][self._index(i)]
+        i = self._index(i)
+        with self._reading(f"the frames of triplet {i}"):
+            return self._h5()["frames"][i]
 
     def flows(self, i: int) -> np.ndarray:
         """float32 (2, 2, H, W): [0] = flow 1->3, [1] = flow 3->1, in stored pixels."""
         if not self._has_flows:
             raise DataError(self.path, "store has no flows (it was ingested with flow_source='none')")
-        return self._h5()["flows"][self._index(i)].astype(np.float32)
+        i = self._index(i)
+        with self._reading(f"the flows of triplet {i}"):
+            return self._h5()["flows"][i].astype(np.float32)
 
     def extra(self, i: int) -> np.ndarray:
         """uint8 (K, H, W, 3): frames at ``extra_times`` (K may be 0)."""
         i = self._index(i)
         if not self._has_extra:
             return np.zeros((0, self.height, self.width, 3), np.uint8)
-        return self._h5()["extra_frames"][i]
+        with self._reading(f"the extra frames of triplet {i}"):
+            return self._h5()["extra_frames"][i]
 
     @property
     def meta(self) -> pd.DataFrame:
@@ -484,22 +538,26 @@ class TripletStore:
 
     def _load_meta(self) -> pd.DataFrame:
         if self._meta is None:
-            g = self._h5()["meta"]
-            cols: dict[str, Any] = {}
-            for col in STRING_COLUMNS:
-                if col not in g:  # stores written before the column existed
-                    cols[col] = np.full(self._len, "", dtype=object)
-                    continue
-                cols[col] = g[col].asstr()[...] if self._len else np.array([], dtype=object)
-            roi = g["roi"][...].reshape(-1, 4)
-            for j, col in enumerate(("roi_x", "roi_y", "roi_w", "roi_h")):
-                cols[col] = roi[:, j]
-            for col in INT_COLUMNS:
-                cols[col] = g[col][...]
-            order = ["name", "split", "clip", "level", "roi_x", "roi_y", "roi_w", "roi_h",
-                     "motion_type", "behavior", "flow_source", "style", "orig_width", "orig_height"]
-            self._meta = pd.DataFrame({c: cols[c] for c in order})
+            with self._reading("the metadata"):
+                self._meta = self._read_meta()
         return self._meta
+
+    def _read_meta(self) -> pd.DataFrame:
+        g = self._h5()["meta"]
+        cols: dict[str, Any] = {}
+        for col in STRING_COLUMNS:
+            if col not in g:  # stores written before the column existed
+                cols[col] = np.full(self._len, "", dtype=object)
+                continue
+            cols[col] = g[col].asstr()[...] if self._len else np.array([], dtype=object)
+        roi = g["roi"][...].reshape(-1, 4)
+        for j, col in enumerate(("roi_x", "roi_y", "roi_w", "roi_h")):
+            cols[col] = roi[:, j]
+        for col in INT_COLUMNS:
+            cols[col] = g[col][...]
+        order = ["name", "split", "clip", "level", "roi_x", "roi_y", "roi_w", "roi_h",
+                 "motion_type", "behavior", "flow_source", "style", "orig_width", "orig_height"]
+        return pd.DataFrame({c: cols[c] for c in order})
 
     def indices(self, split: str) -> np.ndarray:
         """Row numbers of ``split`` ("train", "val" or "test"), ascending."""
