@@ -21,7 +21,8 @@ def temporary_path(target: str | Path) -> Path:
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path; on success rename it onto ``target``, on failure remove it.
 
-    Works for files and directories. A reader never sees a half-written ``target``.
+    Works for files and directories. A reader never sees a half-written ``target``. An OSError
+    while writing (a full disk, say) is raised again as one whose message starts with ``target``.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -30,6 +31,11 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     _remove(tmp)
     try:
         yield tmp
+    except OSError as exc:  # no space left, quota, read-only or vanished folder
+        _remove(tmp)
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        kept = "the previous version is left as it was" if target.exists() else "nothing was written there"
+        raise OSError(exc.errno, f"{target}: could not be written ({reason}); {kept}") from exc
     except BaseException:
         _remove(tmp)
         raise
@@ -42,6 +48,14 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         _remove(old)
     else:
         os.replace(tmp, target)
+
+
+def write_bytes_atomically(target: str | Path, data: bytes | memoryview) -> None:
+    """``target`` holds ``data`` entirely, flushed to disk, or is left as it was."""
+    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())  # so that after a power cut the renamed file is not empty
 
 
 def remove_stale_temporaries(folder: Path, pattern: str) -> list[Path]:

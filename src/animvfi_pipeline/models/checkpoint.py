@@ -9,6 +9,7 @@ the config -- is a CheckpointError naming the file.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import torch.nn as nn
 from animvfi_pipeline.errors import CheckpointError
 from animvfi_pipeline.models.flownet import FlowNet, FlowNetConfig
 from animvfi_pipeline.models.vfi import VFIConfig, VFIModel
-from animvfi_pipeline.utils_io import atomic_path
+from animvfi_pipeline.utils_io import write_bytes_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -98,10 +99,17 @@ def verify_digest(path: str | Path, ckpt: dict, hint: str) -> None:
                                     f"(the file is damaged); {hint}")
 
 
+def write_checkpoint_file(path: str | Path, ckpt: dict) -> None:
+    """``ckpt`` with its content digest, atomically. Serialised in memory first: torch.save
+    straight to a file reports a full disk as "unexpected pos", a plain write as ENOSPC."""
+    buffer = io.BytesIO()
+    torch.save(with_digest(ckpt), buffer)
+    write_bytes_atomically(path, buffer.getbuffer())
+
+
 def save_checkpoint(path: str | Path, ckpt: dict) -> None:
     """Write ``ckpt`` with its content digest to ``path``; readers never see a half-written file."""
-    with atomic_path(path) as tmp:
-        torch.save(with_digest(ckpt), tmp)
+    write_checkpoint_file(path, ckpt)
     logger.info("saved %s checkpoint to %s", ckpt.get("kind"), path)
 
 

@@ -24,11 +24,10 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from animvfi_pipeline.errors import CheckpointError
-from animvfi_pipeline.models.checkpoint import verify_digest, with_digest
+from animvfi_pipeline.models.checkpoint import verify_digest, write_checkpoint_file
 from animvfi_pipeline.training import distributed
 from animvfi_pipeline.training.schedule import lr_at
 from animvfi_pipeline.training.tracking import MetricLogger, NullLogger
-from animvfi_pipeline.utils_io import atomic_path
 
 if TYPE_CHECKING:
     from animvfi_pipeline.training.tasks import Task
@@ -382,8 +381,7 @@ def _training_state(task, model, optimizer, scaler, cfg, epoch, step, total_step
 
 
 def _save(state: dict[str, Any], path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(with_digest(state), tmp)
+    write_checkpoint_file(path, state)
 
 
 def _load(path: Path, kind: str, required: tuple[str, ...] = ("model", "epoch", "best_metric")) -> dict[str, Any]:
