@@ -23,7 +23,7 @@ from animvfi_pipeline.inference.video_io import probe, read_frames
 from animvfi_pipeline.models.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from animvfi_pipeline.models.flownet import FlowNet, FlowNetConfig
 
-FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=30, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
