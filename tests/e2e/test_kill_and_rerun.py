@@ -3,8 +3,10 @@ run the same command again: it completes (training resumed), the previous store 
 damaged, nothing half-written or temporary is left. A second run beside a live one is refused."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sqlite3
 import signal
 import subprocess
 import time
@@ -86,6 +88,7 @@ def test_killed_runs_rerun_to_completion_leaving_nothing_half_written(finished_p
 def test_a_second_kedro_run_is_refused_naming_the_first(finished_project, tmp_path):
     project = tmp_path / "clone"
     shutil.copytree(finished_project, project, symlinks=True, ignore=shutil.ignore_patterns("01_raw", "*.h5"))
+    runs_before = mlflow_runs(project)
     with RunLock(project / "data" / ".run.lock", command="kedro run --pipelines vfi_training"):
         proc = subprocess.run([str(BIN / "kedro"), "run"], cwd=project, env=project_env(), capture_output=True,
                               text=True, timeout=300)
@@ -94,3 +97,9 @@ def test_a_second_kedro_run_is_refused_naming_the_first(finished_project, tmp_pa
     assert "another run is in progress" in output and f"pid {os.getpid()}" in output
     assert "kedro run --pipelines vfi_training" in output
     assert "Running node" not in output  # refused before anything ran
+    assert mlflow_runs(project) == runs_before  # and before kedro-mlflow opened a run
+
+
+def mlflow_runs(project: Path) -> int:
+    with contextlib.closing(sqlite3.connect(project / "mlflow.db")) as db:
+        return db.execute("select count(*) from runs").fetchone()[0]
