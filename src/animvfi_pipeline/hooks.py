@@ -1,4 +1,8 @@
-"""Project hooks: what goes to MLflow beyond parameters (kedro-mlflow) and training curves (nodes).
+"""Project hooks: one run at a time per project, and what goes to MLflow beyond parameters
+(kedro-mlflow) and training curves (nodes).
+
+- around every pipeline run: the project's run lock (run_lock.py), so that a second `kedro run`
+  in the same clone is refused at once instead of writing the same files;
 
 - after the evaluation node: every number of metrics.json as an MLflow metric (`eval/<method>/<metric>`);
 - after the VFI training node: the trained interpolator as an MLflow PyTorch model, with an input example.
@@ -11,10 +15,13 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
 from kedro.pipeline import Node
+
+from animvfi_pipeline.run_lock import RunLock
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +42,39 @@ def flatten_metrics(metrics: dict[str, dict[str, Any]], prefix: str = "eval") ->
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                 flat[f"{prefix}/{method}/{name}"] = float(value)
     return flat
+
+
+class ProjectRunLockHook:
+    """Holds ``<project>/<lock_path>`` from before the run starts until it has ended.
+
+    tryfirst: the lock is taken before kedro-mlflow opens an MLflow run, so a refused run leaves
+    no trace there; trylast on the way out: it is released after kedro-mlflow has closed its run.
+    """
+
+    def __init__(self, lock_path: str):
+        self.lock_path = lock_path
+        self._lock: RunLock | None = None
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
+        path = Path(run_params.get("project_path") or Path.cwd()) / self.lock_path
+        if self._lock is not None and self._lock.path != path:
+            self._lock.release()
+        if self._lock is None or self._lock.path != path:
+            self._lock = RunLock(path)
+        self._lock.acquire()
+
+    @hook_impl(trylast=True)
+    def after_pipeline_run(self) -> None:
+        self._release()
+
+    @hook_impl(trylast=True)
+    def on_pipeline_error(self) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
 
 
 class MlflowModelAndMetricsHook:

@@ -21,6 +21,8 @@ CONFIG_LOADER_ARGS = {
     "default_run_env": "local",
 }
 
-from animvfi_pipeline.hooks import MlflowModelAndMetricsHook  # noqa: E402
+from animvfi_pipeline.hooks import MlflowModelAndMetricsHook, ProjectRunLockHook  # noqa: E402
 
-HOOKS = (MlflowModelAndMetricsHook(),)
+# The run lock, relative to the project root (docs/reliability.md).
+RUN_LOCK_PATH = "data/.run.lock"
+HOOKS = (ProjectRunLockHook(RUN_LOCK_PATH), MlflowModelAndMetricsHook())

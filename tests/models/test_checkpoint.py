@@ -130,3 +130,38 @@ def test_weights_that_do_not_fit_the_config_are_an_error(vfi_file):
     bad_config = {**ckpt, "model_config": {**ckpt["model_config"], "backbone": "swin"}}
     with pytest.raises(CheckpointError, match="invalid VFI model config"):
         build_vfi_model(bad_config, source=path)
+
+
+def _flip(path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_bit_in_a_weight_is_refused_not_loaded(vfi_file):
+    path, model = vfi_file
+    weight = max(model.state_dict().values(), key=lambda t: t.numel())
+    offset = path.read_bytes().find(weight.numpy().tobytes())  # torch stores tensors uncompressed
+    assert offset > 0
+    _flip(path, offset + weight.numel() * 2)  # a bit in the middle of the largest weight
+    with pytest.raises(CheckpointError, match="checksum.*kedro run --pipelines vfi_training") as err:
+        load_vfi_model(path)
+    assert str(err.value).startswith(str(path))
+
+
+def test_a_flipped_byte_anywhere_is_refused_or_harmless(vfi_file, tmp_path):
+    path, model = vfi_file
+    reference = {k: v.clone() for k, v in load_vfi_model(path).state_dict().items()}
+    original = path.read_bytes()
+    refused = 0
+    for offset in range(0, len(original), len(original) // 60):
+        path.write_bytes(original)
+        _flip(path, offset)
+        try:
+            loaded = load_vfi_model(path).state_dict()
+        except CheckpointError as exc:
+            assert str(exc).startswith(str(path))
+            refused += 1
+            continue
+        assert all(torch.equal(loaded[k], reference[k]) for k in reference), f"byte {offset} changed the weights"
+    assert refused > 0

@@ -324,8 +324,8 @@ def read_flow(path: Path, frame_hw: tuple[int, int]) -> np.ndarray:
         flow = np.load(path, allow_pickle=False)
     except FileNotFoundError as exc:
         raise DataError(path, "flow file is missing") from exc
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(path, f"flow file is not a readable .npy array ({exc})") from exc
+    except Exception as exc:  # a damaged header: ValueError, EOFError, tokenize errors, MemoryError...
+        raise DataError(path, f"flow file is not a readable .npy array ({type(exc).__name__}: {exc})") from exc
     if flow.dtype.kind != "f":
         raise DataError(path, f"flow must be a float array, got dtype {flow.dtype}")
     if flow.ndim != 3 or flow.shape[0] != 2 or min(flow.shape[1:]) < 1:

@@ -7,6 +7,7 @@ touches, and writing never holds more than a few triplets in memory whatever the
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import json
 import logging
@@ -41,10 +42,15 @@ from animvfi_pipeline.utils_io import atomic_path
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+# HDF5 1.10+ file structures: their superblock, object headers and chunk indexes carry checksums
+# (the 1.8-compatible default ones do not), so a damaged store fails to open or read.
+LIBVER = ("v110", "latest")
+REBUILD_HINT = "rebuild it with `kedro run --pipelines data_ingestion`"
 SPLITS = ("train", "val", "test")
 ON_ERROR = ("fail", "skip")
 STRING_COLUMNS = ("name", "split", "clip", "motion_type", "behavior", "flow_source", "style")
 INT_COLUMNS = ("level", "orig_width", "orig_height")
+DIGESTED_ATTRS = ("format_version", "height", "width", "extra_times", "source_root", "skipped", "ingestion_config")
 # forkserver: workers start from a clean process, not a fork of a (possibly multi-threaded)
 # Kedro or notebook process, and still start fast after the first one.
 _MP_CONTEXT = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
@@ -207,7 +213,9 @@ class _Layout:
                 y = _HEIGHT_AXIS[name]
                 chunk[y], chunk[y + 1] = min(tile, h), min(tile, w)
             items.append((name, shape, dtype, tuple(chunk)))
-        return cls(tuple(items), tuple(sorted(_h5_compression(compression).items())))
+        # fletcher32 after the codec: every chunk carries a checksum of its compressed bytes, which
+        # HDF5 checks on each read, so a flipped or lost byte is an error, never wrong pixels.
+        return cls(tuple(items), tuple(sorted({**_h5_compression(compression), "fletcher32": True}.items())))
 
     def create(self, f: h5py.File, n: int) -> dict[str, h5py.Dataset]:
         return {
@@ -354,6 +362,9 @@ class _StoreWriter:
         meta.create_dataset("roi", data=roi, track_times=False)
         for key, value in attrs.items():
             self.f.attrs[key] = value
+        # The variable-length strings of meta and of the attributes live in HDF5's global heap,
+        # which has no checksum of its own: this digest covers them (checked on open).
+        self.f.attrs["meta_sha256"] = _meta_digest(self.f)
         # Written last: a reader that sees complete=True sees everything else too.
         self.f.attrs["complete"] = True
 
@@ -400,7 +411,7 @@ def write_triplets_h5(
     stream = _load_stream(records, load_kwargs, layout, cfg.workers, cfg.dis_prior)
     # closing(): on an error the worker pool is shut down at once, not whenever the
     # generator happens to be garbage-collected.
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f, contextlib.closing(stream):
+    with atomic_path(path) as tmp, h5py.File(tmp, "w", libver=LIBVER) as f, contextlib.closing(stream):
         writer = _StoreWriter(f, len(records), layout)
         for record, split, (status, payload) in tqdm(
             zip(records, splits, stream), total=len(records), disable=not progress, desc="ingest", unit="triplet"
@@ -438,6 +449,22 @@ def write_triplets_h5(
     return result
 
 
+def _meta_digest(f: h5py.File) -> str:
+    """sha256 of the meta columns and the descriptive attributes, as stored."""
+    digest = hashlib.sha256()
+    for col in (*STRING_COLUMNS, *INT_COLUMNS, "roi"):
+        if col not in f["meta"]:
+            continue
+        ds = f["meta"][col]
+        values = ds.asstr()[...] if col in STRING_COLUMNS else ds[...]
+        digest.update(col.encode() + b"\0" + json.dumps(np.asarray(values).tolist()).encode() + b"\0")
+    for key in DIGESTED_ATTRS:
+        value = f.attrs.get(key)
+        value = value.tolist() if isinstance(value, np.ndarray) else value
+        digest.update(key.encode() + b"\0" + json.dumps(value, default=str).encode() + b"\0")
+    return digest.hexdigest()
+
+
 # --------------------------------------------------------------------------- reading
 
 
@@ -463,18 +490,40 @@ class TripletStore:
                 self._has_flows = "flows" in f
                 self._has_extra = "extra_frames" in f
                 self.prior_preset: str | None = str(f["prior"].attrs["dis_preset"]) if "prior" in f else None
-        except OSError as exc:
-            raise DataError(self.path, f"not a readable HDF5 file ({exc})") from exc
+        except (OSError, KeyError, ValueError, RuntimeError) as exc:  # how h5py reports damage varies
+            raise DataError(self.path, f"not a readable HDF5 file, damaged or truncated ({exc}); {REBUILD_HINT}") from exc
         if not attrs.get("complete", False):
-            raise DataError(self.path, "triplet store is incomplete (an interrupted write?); ingest again")
+            raise DataError(self.path, f"triplet store is incomplete (an interrupted write?); {REBUILD_HINT}")
         if int(attrs.get("format_version", -1)) != FORMAT_VERSION:
-            raise DataError(self.path, f"unsupported store format_version {attrs.get('format_version')!r}")
+            raise DataError(self.path, f"unsupported store format_version {attrs.get('format_version')!r}; {REBUILD_HINT}")
+        self._check_digest(attrs.get("meta_sha256"))
         self.height = int(attrs["height"])
         self.width = int(attrs["width"])
         self.extra_times: tuple[float, ...] = tuple(float(t) for t in np.atleast_1d(attrs.get("extra_times", [])))
         self.source_root = str(attrs.get("source_root", ""))
         self.skipped: list[dict[str, str]] = json.loads(attrs.get("skipped", "[]"))
         self.ingestion_config: dict[str, Any] = json.loads(attrs.get("ingestion_config", "{}"))
+
+    def _check_digest(self, recorded: Any) -> None:
+        if recorded is None:
+            logger.warning("%s was written without checksums (by an older version): damage would go "
+                           "unnoticed; %s", self.path, REBUILD_HINT)
+            return
+        with self._reading("meta"), h5py.File(self.path, "r") as f:
+            actual = _meta_digest(f)
+        if actual != recorded:
+            raise DataError(self.path, f"metadata does not match its checksum (the file is damaged); {REBUILD_HINT}")
+
+    @contextlib.contextmanager
+    def _reading(self, what: str) -> Iterator[None]:
+        """HDF5 reports a failed chunk checksum, a truncated file or a broken structure as an
+        OSError (or a KeyError/ValueError for a damaged link); all mean the same to a user."""
+        try:
+            yield
+        except (OSError, KeyError, ValueError, RuntimeError) as exc:
+            if isinstance(exc, DataError):
+                raise
+            raise DataError(self.path, f"cannot read {what}: the store is damaged ({exc}); {REBUILD_HINT}") from exc
 
     # -- pickling and handles
     def __getstate__(self) -> dict[str, Any]:
@@ -536,18 +585,16 @@ class TripletStore:
         tiled store (``chunk_tile``) a 256x256 crop of a 960x540 triplet decodes 4 to 9 tiles
         instead of the whole frames.
         """
-        ds = self._dataset(name)
         i = self._index(i)
-        if window is None:
-            return ds[i]
-        top, left, height, width = (int(v) for v in window)
-        if height < 1 or width < 1 or top < 0 or left < 0 or top + height > self.height or left + width > self.width:
-            raise ValueError(f"window {tuple(window)} (top, left, height, width) is not inside the "
-                             f"{self.height}x{self.width} frames")
-        index: list[Any] = [i] + [slice(None)] * (ds.ndim - 1)
-        y = _HEIGHT_AXIS[name] + 1
-        index[y], index[y + 1] = slice(top, top + height), slice(left, left + width)
-        return ds[tuple(index)]
+        index: list[Any] = [i]
+        if window is not None:
+            top, left, height, width = (int(v) for v in window)
+            if height < 1 or width < 1 or top < 0 or left < 0 or top + height > self.height or left + width > self.width:
+                raise ValueError(f"window {tuple(window)} (top, left, height, width) is not inside the "
+                                 f"{self.height}x{self.width} frames")
+            index += [slice(None)] * _HEIGHT_AXIS[name] + [slice(top, top + height), slice(left, left + width)]
+        with self._reading(f"the {name} of triplet {i}"):  # a damaged chunk or header is a DataError
+            return self._dataset(name)[tuple(index)]
 
     def frames(self, i: int, window: Window | None = None) -> np.ndarray:
         """uint8 (3, H, W, 3): frame1, frame2, frame3 of triplet ``i`` (or of its ``window``)."""
@@ -586,22 +633,26 @@ class TripletStore:
 
     def _load_meta(self) -> pd.DataFrame:
         if self._meta is None:
-            g = self._h5()["meta"]
-            cols: dict[str, Any] = {}
-            for col in STRING_COLUMNS:
-                if col not in g:  # stores written before the column existed
-                    cols[col] = np.full(self._len, "", dtype=object)
-                    continue
-                cols[col] = g[col].asstr()[...] if self._len else np.array([], dtype=object)
-            roi = g["roi"][...].reshape(-1, 4)
-            for j, col in enumerate(("roi_x", "roi_y", "roi_w", "roi_h")):
-                cols[col] = roi[:, j]
-            for col in INT_COLUMNS:
-                cols[col] = g[col][...]
-            order = ["name", "split", "clip", "level", "roi_x", "roi_y", "roi_w", "roi_h",
-                     "motion_type", "behavior", "flow_source", "style", "orig_width", "orig_height"]
-            self._meta = pd.DataFrame({c: cols[c] for c in order})
+            with self._reading("the metadata"):
+                self._meta = self._read_meta()
         return self._meta
+
+    def _read_meta(self) -> pd.DataFrame:
+        g = self._h5()["meta"]
+        cols: dict[str, Any] = {}
+        for col in STRING_COLUMNS:
+            if col not in g:  # stores written before the column existed
+                cols[col] = np.full(self._len, "", dtype=object)
+                continue
+            cols[col] = g[col].asstr()[...] if self._len else np.array([], dtype=object)
+        roi = g["roi"][...].reshape(-1, 4)
+        for j, col in enumerate(("roi_x", "roi_y", "roi_w", "roi_h")):
+            cols[col] = roi[:, j]
+        for col in INT_COLUMNS:
+            cols[col] = g[col][...]
+        order = ["name", "split", "clip", "level", "roi_x", "roi_y", "roi_w", "roi_h",
+                 "motion_type", "behavior", "flow_source", "style", "orig_width", "orig_height"]
+        return pd.DataFrame({c: cols[c] for c in order})
 
     def indices(self, split: str) -> np.ndarray:
         """Row numbers of ``split`` ("train", "val" or "test"), ascending."""

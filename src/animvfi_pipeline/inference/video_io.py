@@ -22,6 +22,7 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
 from animvfi_pipeline.errors import DataError
+from animvfi_pipeline.utils_io import remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 
@@ -199,23 +200,30 @@ def atomic_output(target: Path, overwrite: bool = False) -> Iterator[Path]:
     folder = is_folder_output(target)
     check_output_location(target, overwrite)
     name = f".{target.name}.tmp-{os.getpid()}" if folder else f".{target.stem}.tmp-{os.getpid()}{target.suffix}"
+    stale = rf"\.{re.escape(target.name)}\.(?:tmp|old)-(\d+)" if folder else \
+        rf"\.{re.escape(target.stem)}\.tmp-(\d+){re.escape(target.suffix)}"
+    remove_stale_temporaries(target.parent, stale)
     tmp = target.with_name(name)
-    _remove(tmp)
     try:
+        _remove(tmp)
         if folder:
             tmp.mkdir()
         yield tmp
-    except BaseException:
+        if folder and target.exists():
+            # A directory cannot be renamed over a non-empty one: move the old one aside first.
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+            os.replace(tmp, target)
+            _remove(old)
+        else:
+            os.replace(tmp, target)
+    except BaseException as exc:
         _remove(tmp)
+        # Input problems are DataError (a ValueError); an OSError here is the output's: no space
+        # left, a read-only or pseudo file system (/proc), a folder removed under us.
+        if isinstance(exc, OSError):
+            raise OutputError(target, f"cannot be written ({_reason(exc)}); nothing was written there") from None
         raise
-    if folder and target.exists():
-        # A directory cannot be renamed over a non-empty one: move the old one aside first.
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-        os.replace(tmp, target)
-        _remove(old)
-    else:
-        os.replace(tmp, target)
 
 
 def check_output_location(target: Path, overwrite: bool) -> None:

@@ -1,12 +1,15 @@
 """Checkpoints as plain dicts (nanoGPT style), written atomically, read with weights_only=True.
 
 Layout (docs/architecture.md): ``{"kind", "format_version", "model_config", "model",
-"optimizer", "scheduler", "epoch", "step", "best_metric", "run_config"}``. Every problem a user
+"optimizer", "scheduler", "epoch", "step", "best_metric", "run_config"}``, plus on disk
+``"content_sha256"``, checked on load. Every problem a user
 can hit -- missing file, truncated download, somebody else's checkpoint, weights that do not fit
 the config -- is a CheckpointError naming the file.
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
 from pathlib import Path
 
@@ -16,12 +19,17 @@ import torch.nn as nn
 from animvfi_pipeline.errors import CheckpointError
 from animvfi_pipeline.models.flownet import FlowNet, FlowNetConfig
 from animvfi_pipeline.models.vfi import VFIConfig, VFIModel
-from animvfi_pipeline.utils_io import atomic_path
+from animvfi_pipeline.utils_io import write_bytes_atomically
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 KINDS = {"animvfi.flownet": "flow network", "animvfi.vfi": "VFI"}
+DIGEST_KEY = "content_sha256"
+REBUILD_HINTS = {
+    "animvfi.flownet": "restore it (`dvc pull`) or retrain it with `kedro run --pipelines flow_pretraining`",
+    "animvfi.vfi": "restore it (`dvc pull`) or retrain it with `kedro run --pipelines vfi_training`",
+}
 
 
 def make_checkpoint(kind: str, model: nn.Module, model_config: dict, **extra) -> dict:
@@ -48,10 +56,60 @@ def make_checkpoint(kind: str, model: nn.Module, model_config: dict, **extra) ->
     return ckpt
 
 
+def content_digest(ckpt: dict) -> str:
+    """sha256 of everything in ``ckpt`` but the digest itself: weights, optimizer state, config.
+
+    torch's zip reader does not check CRCs, so a flipped byte in a weight would load silently;
+    this digest, recorded on save and checked on load, makes it an error instead.
+    """
+    digest = hashlib.sha256()
+    _feed(digest, {k: v for k, v in ckpt.items() if k != DIGEST_KEY})
+    return digest.hexdigest()
+
+
+def _feed(digest, value) -> None:
+    if isinstance(value, torch.Tensor):
+        t = value.detach().to("cpu").contiguous()
+        digest.update(f"T{t.dtype}{tuple(t.shape)};".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(value, dict):
+        digest.update(f"D{len(value)};".encode())
+        for key in sorted(value, key=lambda k: (type(k).__name__, repr(k))):
+            _feed(digest, key)
+            _feed(digest, value[key])
+    elif isinstance(value, (list, tuple)):  # a tuple may come back from torch.load as a list
+        digest.update(f"L{len(value)};".encode())
+        for item in value:
+            _feed(digest, item)
+    else:
+        digest.update(f"{type(value).__name__}:{value!r};".encode())
+
+
+def with_digest(ckpt: dict) -> dict:
+    """A shallow copy of ``ckpt`` that records its content digest."""
+    return {**ckpt, DIGEST_KEY: content_digest(ckpt)}
+
+
+def verify_digest(path: str | Path, ckpt: dict, hint: str) -> None:
+    """CheckpointError naming ``path`` if ``ckpt`` does not match the digest recorded on save.
+    Checkpoints written before digests existed have none and pass."""
+    recorded = ckpt.get(DIGEST_KEY)
+    if recorded is not None and recorded != content_digest(ckpt):
+        raise CheckpointError(path, f"contents do not match the checksum recorded when it was saved "
+                                    f"(the file is damaged); {hint}")
+
+
+def write_checkpoint_file(path: str | Path, ckpt: dict) -> None:
+    """``ckpt`` with its content digest, atomically. Serialised in memory first: torch.save
+    straight to a file reports a full disk as "unexpected pos", a plain write as ENOSPC."""
+    buffer = io.BytesIO()
+    torch.save(with_digest(ckpt), buffer)
+    write_bytes_atomically(path, buffer.getbuffer())
+
+
 def save_checkpoint(path: str | Path, ckpt: dict) -> None:
-    """Write ``ckpt`` to ``path``; readers never see a half-written file."""
-    with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
+    """Write ``ckpt`` with its content digest to ``path``; readers never see a half-written file."""
+    write_checkpoint_file(path, ckpt)
     logger.info("saved %s checkpoint to %s", ckpt.get("kind"), path)
 
 
@@ -80,6 +138,7 @@ def load_checkpoint(path: str | Path, expected_kind: str, map_location="cpu") ->
     for key in ("model", "model_config"):
         if not isinstance(ckpt.get(key), dict):
             raise CheckpointError(path, f"checkpoint has no usable {key!r} entry")
+    verify_digest(path, ckpt, REBUILD_HINTS.get(expected_kind, "train it again"))
     return ckpt
 
 

@@ -25,10 +25,10 @@ from tqdm.auto import tqdm
 
 from animvfi_pipeline.data.torch_dataset import to_float
 from animvfi_pipeline.errors import CheckpointError
+from animvfi_pipeline.models.checkpoint import verify_digest, write_checkpoint_file
 from animvfi_pipeline.training import distributed
 from animvfi_pipeline.training.schedule import lr_at
 from animvfi_pipeline.training.tracking import MetricLogger, NullLogger
-from animvfi_pipeline.utils_io import atomic_path
 
 if TYPE_CHECKING:
     from animvfi_pipeline.training.tasks import Task
@@ -382,8 +382,7 @@ def _training_state(task, model, optimizer, scaler, cfg, epoch, step, total_step
 
 
 def _save(state: dict[str, Any], path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    write_checkpoint_file(path, state)
 
 
 def _load(path: Path, kind: str, required: tuple[str, ...] = ("model", "epoch", "best_metric")) -> dict[str, Any]:
@@ -395,6 +394,7 @@ def _load(path: Path, kind: str, required: tuple[str, ...] = ("model", "epoch", 
     if not isinstance(state, dict) or state.get("kind") != kind:
         found = state.get("kind") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(path, f"is not a {kind} training checkpoint (found {found!r})")
+    verify_digest(path, state, "delete it to start afresh")
     missing = [k for k in required if state.get(k) is None]
     if missing:
         raise CheckpointError(path, f"training checkpoint lacks {missing}")
