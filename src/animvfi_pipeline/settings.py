@@ -21,6 +21,6 @@ CONFIG_LOADER_ARGS = {
     "default_run_env": "local",
 }
 
-from animvfi_pipeline.hooks import MlflowModelAndMetricsHook  # noqa: E402
+from animvfi_pipeline.hooks import MlflowLineageHook, MlflowModelAndMetricsHook  # noqa: E402
 
-HOOKS = (MlflowModelAndMetricsHook(),)
+HOOKS = (MlflowModelAndMetricsHook(), MlflowLineageHook())
