@@ -6,6 +6,7 @@ never an error, because lineage must not stop a run.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import subprocess
 from pathlib import Path
@@ -95,6 +96,9 @@ class TripletStoreDataset(MetaDataset):
     @property
     def profile(self) -> dict[str, int]:
         return {"triplets": sum(self._counts.values()), **{f"{k}_triplets": n for k, n in self._counts.items()}}
+
+    def to_dict(self) -> dict[str, str]:
+        return {**super().to_dict(), "profile": json.dumps(self.profile)}
 
 
 def store_dataset(store: Any, digest: str, name: str = "triplet_store") -> TripletStoreDataset:
