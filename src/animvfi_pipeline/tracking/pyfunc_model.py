@@ -65,7 +65,7 @@ def decode_png(text: Any, field: str, max_pixels: int) -> np.ndarray:
         if width * height > max_pixels:
             raise _bad_request(f"{field}: {width}x{height} is larger than this server accepts "
                                f"({max_pixels} pixels); downscale the frames first")
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+        return np.array(image.convert("RGB"), dtype=np.uint8)  # a writable copy, as torch wants
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise _bad_request(f"{field}: unreadable PNG ({exc})") from None
 
