@@ -88,6 +88,16 @@ def shrink_params(project: Path, extra: dict[str, dict[str, Any]] | None = None)
         path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+def git_commit_all(project: Path, message: str) -> str:
+    """``git init`` (if needed), commit everything, return the commit's sha."""
+    git = ["git", "-c", "user.email=ci@example.invalid", "-c", "user.name=ci"]
+    if not (project / ".git").exists():
+        run(["git", "init", "-q", "-b", "main"], cwd=project)
+    run([*git, "add", "-A"], cwd=project)
+    run([*git, "commit", "-qm", message], cwd=project)
+    return run(["git", "rev-parse", "HEAD"], cwd=project).stdout.strip()
+
+
 def run(cmd: list[str], cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, cwd=cwd, env=project_env(), capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
