@@ -92,8 +92,8 @@ def test_run_metrics_and_artifacts_over_rest(mlflow_server):
 
 
 def test_logged_model_loads_back_and_is_the_trained_model(finished_project):
-    # What serving does: fetch the run's LoggedModel from the tracking store and call it on
-    # frame1 | frame3 stacked on the channel axis. It must be the model saved as vfi.pt.
+    # What serving does: fetch the run's LoggedModel (a pyfunc around the checkpoint) from the
+    # tracking store. The network inside must be the model saved as vfi.pt.
     script = """
 import mlflow, torch
 from animvfi_pipeline.models.checkpoint import load_vfi_model
@@ -101,10 +101,11 @@ mlflow.set_tracking_uri("sqlite:///mlflow.db")
 exp = mlflow.get_experiment_by_name("animvfi_pipeline")
 info = next(m for m in mlflow.search_logged_models(experiment_ids=[exp.experiment_id], output_format="list")
             if m.name == "vfi_model")
-served = mlflow.pytorch.load_model(info.model_uri)
-frames = torch.rand(1, 6, 40, 56)
-out = served(frames)
-local = load_vfi_model("data/06_models/vfi.pt").inference(frames[:, :3], frames[:, 3:], 0.5)
+served = mlflow.pyfunc.load_model(info.model_uri).unwrap_python_model().model
+img0, img1 = torch.rand(1, 3, 40, 56), torch.rand(1, 3, 40, 56)
+with torch.no_grad():
+    out = served.inference(img0, img1, 0.5)
+    local = load_vfi_model("data/06_models/vfi.pt").inference(img0, img1, 0.5)
 print(tuple(out.shape), float((out - local).abs().max()))
 """
     proc = subprocess.run([str(BIN / "python"), "-c", script], cwd=finished_project, env=project_env(),
