@@ -66,20 +66,21 @@ class MlflowModelAndMetricsHook:
         import mlflow
 
         if "vfi_model" in outputs:
-            self._model_id(outputs["vfi_model"], log_if_missing=True)
+            self._model_id(outputs["vfi_model"])
         if "evaluation_metrics" in outputs:
-            model_id = self._model_id(inputs["vfi_model"], log_if_missing=True)
+            model_id = self._model_id(inputs["vfi_model"])
             mlflow.log_metrics(flatten_metrics(outputs["evaluation_metrics"]), model_id=model_id)
         if "promotion_gate" in outputs:
             from animvfi_pipeline.tracking.gate import GateParams, GateResult
             from animvfi_pipeline.tracking.registry import register_with_gate
 
             params = GateParams(**self._params.get("promotion", {}))
-            model_id = self._model_id(inputs["vfi_model"], log_if_missing=True)
+            model_id = self._model_id(inputs["vfi_model"])
             register_with_gate(model_id, GateResult(**outputs["promotion_gate"]), params.model_name, params.alias)
 
-    def _model_id(self, ckpt: dict, log_if_missing: bool) -> str | None:
-        """The LoggedModel of these weights: logged by this process, by an earlier stage, or now."""
+    def _model_id(self, ckpt: dict) -> str:
+        """The LoggedModel of these weights: logged by this process, by an earlier stage (found by
+        its weights digest), or, for a vfi.pt that was never logged, now."""
         import mlflow
 
         from animvfi_pipeline.tracking import registry
@@ -87,11 +88,9 @@ class MlflowModelAndMetricsHook:
         digest = registry.weights_digest(ckpt)
         if digest not in self._model_ids:
             model_id = registry.find_logged_model(ckpt, mlflow.active_run().info.experiment_id)
-            if model_id is None and log_if_missing:
+            if model_id is None:
                 max_pixels = (self._params.get("serving") or {}).get("max_pixels")
                 model_id = registry.log_vfi_model(ckpt, **({"max_pixels": max_pixels} if max_pixels else {}))
-            if model_id is None:
-                return None
             self._model_ids[digest] = model_id
         return self._model_ids[digest]
 

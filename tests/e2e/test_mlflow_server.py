@@ -2,23 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 
 import pytest
 
-from project_copy import BIN, project_env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from project_copy import BIN, free_port, project_env, serving
 
 
 def _get(base: str, endpoint: str, **query) -> dict:
@@ -37,28 +27,10 @@ def _post(base: str, endpoint: str, payload: dict) -> dict:
 
 @pytest.fixture
 def mlflow_server(finished_project):
-    port = _free_port()
-    proc = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--backend-store-uri", "sqlite:///mlflow.db",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=finished_project, env=project_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("mlflow server did not come up")
-                time.sleep(1)
+    port = free_port()
+    with serving([str(BIN / "mlflow"), "server", "--backend-store-uri", "sqlite:///mlflow.db",
+                  "--host", "127.0.0.1", "--port", str(port), "--workers", "1"], finished_project, port) as base:
         yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # stop it by its process id (and its workers)
-        proc.wait(timeout=30)
 
 
 def test_run_metrics_and_artifacts_over_rest(mlflow_server):

@@ -5,11 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
-import signal
-import socket
-import subprocess
-import time
 import urllib.error
 import urllib.request
 
@@ -21,13 +16,7 @@ from PIL import Image
 from animvfi_pipeline.data.h5store import TripletStore
 from animvfi_pipeline.models.checkpoint import load_vfi_model
 
-from project_copy import BIN, project_env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from project_copy import BIN, free_port, serving
 
 
 def _png(frame: np.ndarray) -> str:
@@ -38,29 +27,12 @@ def _png(frame: np.ndarray) -> str:
 
 @pytest.fixture
 def model_server(finished_project):
+    # `make serve` as a user runs it, with this test's virtualenv (-o: do not reinstall it).
     # Version 1 rather than @champion: on tiny settings the gate may have withheld the alias.
-    port, venv = _free_port(), BIN.parent
-    proc = subprocess.Popen(
-        ["make", "-o", f"{venv}/.installed", "serve", f"VENV={venv}", "SERVE_MODEL=models:/animvfi-vfi/1",
-         f"SERVE_PORT={port}"],
-        cwd=finished_project, env=project_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"model server did not come up: {proc.stderr.read()[-3000:] if proc.poll() is not None else 'timeout'}")
-                time.sleep(1)
+    port, venv = free_port(), BIN.parent
+    with serving(["make", "-o", f"{venv}/.installed", "serve", f"VENV={venv}", "SERVE_MODEL=models:/animvfi-vfi/1",
+                  f"SERVE_PORT={port}"], finished_project, port) as base:
         yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # make, mlflow and uvicorn: stopped by the group's process id
-        proc.wait(timeout=30)
 
 
 def _post(base: str, row: dict) -> tuple[int, dict]:

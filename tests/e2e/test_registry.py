@@ -99,8 +99,12 @@ def test_champion_moves_only_to_a_version_that_beats_it(finished_project, tmp_pa
     v1, v2 = client.get_model_version(NAME, "1"), client.get_model_version(NAME, "2")
     assert v2.source == v1.source  # the same LoggedModel
     assert v2.tags["gate.decision"] == "promoted" and _champion(client) == "2"
+    # The evaluation-only run logged its metrics against the model the first run trained.
+    (evaluation_run,) = _runs(client, **{"registry.version": "2"})
+    assert evaluation_run.data.tags["kedro.pipeline"] == "evaluation"
     model = client.get_logged_model(v2.source.removeprefix("models:/"))
-    assert {m.run_id for m in model.metrics if m.key == "eval/model/psnr"} == {v1.run_id, v2.run_id}
+    assert model.source_run_id == v1.run_id
+    assert {m.run_id for m in model.metrics if m.key == "eval/model/psnr"} == {v1.run_id, evaluation_run.info.run_id}
 
     # A worse setting (a learning rate that wrecks the weights in 3 steps): version 3 is registered,
     # scored against the champion, and the alias stays where it was.

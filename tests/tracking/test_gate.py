@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from animvfi_pipeline.data.atd12k import scan_atd12k
-from animvfi_pipeline.data.h5store import IngestionConfig, TripletStore, write_triplets_h5
+from animvfi_pipeline.data.h5store import TripletStore
 from animvfi_pipeline.models.flownet import FlowNetConfig
 from animvfi_pipeline.models.vfi import VFIConfig, VFIModel
 from animvfi_pipeline.tracking.gate import GateParams, decide, run_gate
 
-from fixtures_atd12k import make_atd12k_tree
+from fixtures_atd12k import make_tiny_store
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -40,11 +39,7 @@ def test_a_lower_is_better_metric_is_refused():
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> TripletStore:
-    root = tmp_path_factory.mktemp("atd12k")
-    make_atd12k_tree(root, n_train_clips=1, n_test=3, triplets_per_clip=1, size=(64, 48))
-    path = root / "triplets.h5"
-    write_triplets_h5(path, scan_atd12k(root), IngestionConfig(size=(64, 48), workers=0), progress=False)
-    return TripletStore(path)
+    return make_tiny_store(tmp_path_factory.mktemp("atd12k"))
 
 
 def _model(seed: int) -> VFIModel:
