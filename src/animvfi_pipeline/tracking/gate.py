@@ -5,6 +5,7 @@ Pure decision logic; scoring lives in ``evaluation.report`` and the registry in 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Mapping
 
@@ -67,7 +68,9 @@ def score_models(store: Any, models: Mapping[str, torch.nn.Module], params: Gate
     predictors = {name: baselines.model_predictor(model, device) for name, model in models.items()}
     table = report.evaluate_methods(store, predictors, split=params.split, limit=params.limit)
     summary = report.summarize(table)
-    return {name: float(summary[name][params.metric]) for name in models}, int(summary["new"]["n_triplets"])
+    # A diverged model (NaN frames) has no mean: NaN, which beats nothing (every comparison is False).
+    scores = {name: float(summary[name].get(params.metric, math.nan)) for name in models}
+    return scores, int(summary["new"]["n_triplets"])
 
 
 def run_gate(store: Any, model: VFIModel, params: GateParams,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,9 +72,9 @@ def evaluate(
     per_triplet = report.evaluate_methods(triplet_store, predictors, split=params.split, limit=params.limit,
                                           lpips_fn=lpips_fn, unseen_styles=params.unseen_styles)
     summary = report.summarize(per_triplet)
-    for method, values in summary.items():
-        log.info("%-15s PSNR %.2f dB  SSIM %.4f  SSIM (AnimeInterp) %.4f", method, values["psnr"],
-                 values["ssim"], values["ssim_animeinterp"])
+    for method, values in summary.items():  # a diverged model's NaN means are left out of the summary
+        log.info("%-15s PSNR %.2f dB  SSIM %.4f  SSIM (AnimeInterp) %.4f", method, values.get("psnr", math.nan),
+                 values.get("ssim", math.nan), values.get("ssim_animeinterp", math.nan))
     return (
         summary,
         per_triplet,
