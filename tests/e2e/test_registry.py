@@ -106,9 +106,11 @@ def test_champion_moves_only_to_a_version_that_beats_it(finished_project, tmp_pa
     assert model.source_run_id == v1.run_id
     assert {m.run_id for m in model.metrics if m.key == "eval/model/psnr"} == {v1.run_id, evaluation_run.info.run_id}
 
-    # A worse setting (a learning rate that wrecks the weights in 3 steps): version 3 is registered,
-    # scored against the champion, and the alias stays where it was.
-    run([kedro, "run", "--pipelines=vfi_training,evaluation", "--params=vfi_training.loop.lr=5.0"], cwd=project)
+    # A worse setting (a learning rate that wrecks the weights; another seed, so the weights differ
+    # even if training falls back to its starting point): version 3 is registered, scored against
+    # the champion, and the alias stays where it was.
+    run([kedro, "run", "--pipelines=vfi_training,evaluation",
+         "--params=vfi_training.loop.lr=5.0,vfi_training.loop.seed=1"], cwd=project)
     v3 = client.get_model_version(NAME, "3")
     assert v3.source != v2.source
     assert v3.tags["gate.champion_version"] == "2" and v3.tags["gate.champion_psnr"] != "none"
