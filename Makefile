@@ -12,7 +12,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install run test repro viz viz-build graph-image mlflow-ui benchmarks clean
+.PHONY: install run test repro viz viz-build graph-image mlflow-ui serve benchmarks clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ graph-image: $(VENV)/.installed ## docs/images/pipeline.png from the Kedro-Viz b
 
 mlflow-ui: $(VENV)/.installed
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+SERVE_MODEL ?= models:/animvfi-vfi@champion
+SERVE_PORT ?= 5001
+serve: $(VENV)/.installed  ## the registry's champion over HTTP on 127.0.0.1 (docs/registry.md); no conda, no download
+	PATH="$(abspath $(BIN)):$$PATH" MLFLOW_TRACKING_URI=sqlite:///mlflow.db \
+	  $(BIN)/mlflow models serve -m $(SERVE_MODEL) --env-manager local --host 127.0.0.1 --port $(SERVE_PORT)
 
 benchmarks: $(VENV)/.installed
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done

@@ -126,6 +126,18 @@ def make_atd12k_tree(
     return sorted(specs, key=lambda s: (["train", "test"].index(s.split), s.name))
 
 
+def make_tiny_store(root: Path, size: tuple[int, int] = (64, 48)):
+    """A tiny ATD-12K tree under ``root`` (1 train clip, 3 test triplets) ingested into
+    ``root/triplets.h5``; returns the opened TripletStore."""
+    from animvfi_pipeline.data.atd12k import scan_atd12k
+    from animvfi_pipeline.data.h5store import IngestionConfig, TripletStore, write_triplets_h5
+
+    make_atd12k_tree(root, n_train_clips=1, n_test=3, triplets_per_clip=1, size=size)
+    path = root / "triplets.h5"
+    write_triplets_h5(path, scan_atd12k(root), IngestionConfig(size=size, workers=0), progress=False)
+    return TripletStore(path)
+
+
 # --------------------------------------------------------------------------- breaking things
 
 

@@ -46,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     timing.add_argument("--fps", type=str, default=None, help="target frame rate, e.g. 60, 59.94 or 60000/1001")
     p.add_argument("--input-fps", type=str, default="24", help="frame rate of an input folder of frames")
     p.add_argument("--model", type=str, default=None,
-                   help=f"trained vfi.pt (default: the project's {DEFAULT_MODEL}), "
-                        f"or '{CLASSICAL}' for the no-training DIS optical-flow baseline")
+                   help=f"trained vfi.pt (default: the project's {DEFAULT_MODEL}), an MLflow model URI "
+                        "such as models:/animvfi-vfi@champion (the project's mlflow.db unless "
+                        f"MLFLOW_TRACKING_URI says otherwise), or '{CLASSICAL}' for the no-training DIS baseline")
     p.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu, cuda, cuda:N")
     p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
                    help="autocast precision on CUDA")
@@ -148,6 +149,12 @@ def _make_interpolator(parser: argparse.ArgumentParser, args: argparse.Namespace
     if args.model == CLASSICAL:
         log.info("using the classical DIS optical-flow baseline (no trained model)")
         return interp.classical_interpolator()
+    settings = interp.ModelSettings(device=args.device, precision=args.precision, batch_size=args.batch_size,
+                                    flow_scale=args.flow_scale, max_side=args.max_side, tile=args.tile)
+    if args.model is not None and interp.is_mlflow_uri(args.model):
+        _use_project_tracking_store()
+        log.info("using the MLflow model %s", args.model)
+        return interp.load_registered_interpolator(args.model, settings)
     if args.model is not None:
         model_path = Path(args.model)
     else:
@@ -159,8 +166,6 @@ def _make_interpolator(parser: argparse.ArgumentParser, args: argparse.Namespace
                 f"pass --model PATH to a vfi.pt, or use --model {CLASSICAL} for the no-training baseline",
             )
         log.info("using the project's model %s (pass --model to choose another)", model_path)
-    settings = interp.ModelSettings(device=args.device, precision=args.precision, batch_size=args.batch_size,
-                                    flow_scale=args.flow_scale, max_side=args.max_side, tile=args.tile)
     try:
         return interp.load_model_interpolator(model_path, settings)
     except ValueError as exc:
@@ -177,6 +182,29 @@ def find_default_model(start: Path | None = None) -> Path | None:
         if (folder / "pyproject.toml").is_file() and (folder / "conf").is_dir():
             return None  # the project root: do not wander into unrelated folders above it
     return None
+
+
+def find_project_root(start: Path | None = None) -> Path | None:
+    """The Kedro project (pyproject.toml + conf/) that contains ``start`` (default: the current directory)."""
+    here = (start or Path.cwd()).resolve()
+    return next((f for f in (here, *here.parents) if (f / "pyproject.toml").is_file() and (f / "conf").is_dir()),
+                None)
+
+
+def _use_project_tracking_store() -> None:
+    """Registry URIs resolve against the project's ``mlflow.db`` (where `kedro run` tracks), unless
+    MLFLOW_TRACKING_URI names another store; MLflow alone would make an empty mlflow.db here."""
+    import os
+
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return
+    root = find_project_root()
+    if root is None or not (root / "mlflow.db").is_file():
+        raise CheckpointError(Path("mlflow.db"), "no MLflow store here: run `make run` in the project folder "
+                                                 "first, or set MLFLOW_TRACKING_URI")
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
 
 
 def _setup_logging(quiet: bool) -> None:

@@ -21,8 +21,11 @@ CONFIG_LOADER_ARGS = {
     "default_run_env": "local",
 }
 
-from animvfi_pipeline.hooks import MlflowModelAndMetricsHook, ProjectRunLockHook  # noqa: E402
+from animvfi_pipeline.hooks import (  # noqa: E402
+    MlflowLineageHook, MlflowModelAndMetricsHook, ProjectRunLockHook,
+)
 
 # The run lock, relative to the project root (docs/reliability.md).
 RUN_LOCK_PATH = "data/.run.lock"
-HOOKS = (ProjectRunLockHook(RUN_LOCK_PATH), MlflowModelAndMetricsHook())
+# The lock first: a refused second run must not touch MLflow at all.
+HOOKS = (ProjectRunLockHook(RUN_LOCK_PATH), MlflowModelAndMetricsHook(), MlflowLineageHook())

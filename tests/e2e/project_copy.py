@@ -5,12 +5,17 @@ not ignored), so these tests exercise the front door: `kedro run`, `dvc repro`, 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
@@ -88,8 +93,49 @@ def shrink_params(project: Path, extra: dict[str, dict[str, Any]] | None = None)
         path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+def git_commit_all(project: Path, message: str) -> str:
+    """``git init`` (if needed), commit everything, return the commit's sha."""
+    git = ["git", "-c", "user.email=ci@example.invalid", "-c", "user.name=ci"]
+    if not (project / ".git").exists():
+        run(["git", "init", "-q", "-b", "main"], cwd=project)
+    run([*git, "add", "-A"], cwd=project)
+    run([*git, "commit", "-qm", message], cwd=project)
+    return run(["git", "rev-parse", "HEAD"], cwd=project).stdout.strip()
+
+
 def run(cmd: list[str], cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, cwd=cwd, env=project_env(), capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(cmd: list[str], cwd: Path, port: int, timeout: float = 180) -> Iterator[str]:
+    """Start a server (``cmd``, listening on 127.0.0.1:``port``) in its own process group, wait for
+    its /health, yield its base URL, and stop the whole group by its process id."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=project_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{' '.join(cmd)} exited ({proc.returncode}):\n{proc.stderr.read()[-3000:]}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{' '.join(cmd)}: no answer on {base}/health after {timeout:.0f} s")
+                time.sleep(1)
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the server and its workers, by the group's process id
+        proc.wait(timeout=30)

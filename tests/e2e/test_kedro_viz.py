@@ -9,7 +9,7 @@ PIPELINE_NODES = {
     "data_ingestion": {"prepare_raw_dataset_node", "ingest_triplets_node"},
     "flow_pretraining": {"pretrain_flow_node"},
     "vfi_training": {"train_vfi_node"},
-    "evaluation": {"evaluate_node"},
+    "evaluation": {"evaluate_node", "promotion_gate_node"},
 }
 
 

@@ -2,23 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 
 import pytest
 
-from project_copy import BIN, project_env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from project_copy import BIN, free_port, project_env, serving
 
 
 def _get(base: str, endpoint: str, **query) -> dict:
@@ -37,28 +27,10 @@ def _post(base: str, endpoint: str, payload: dict) -> dict:
 
 @pytest.fixture
 def mlflow_server(finished_project):
-    port = _free_port()
-    proc = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--backend-store-uri", "sqlite:///mlflow.db",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=finished_project, env=project_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("mlflow server did not come up")
-                time.sleep(1)
+    port = free_port()
+    with serving([str(BIN / "mlflow"), "server", "--backend-store-uri", "sqlite:///mlflow.db",
+                  "--host", "127.0.0.1", "--port", str(port), "--workers", "1"], finished_project, port) as base:
         yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # stop it by its process id (and its workers)
-        proc.wait(timeout=30)
 
 
 def test_run_metrics_and_artifacts_over_rest(mlflow_server):
@@ -92,8 +64,8 @@ def test_run_metrics_and_artifacts_over_rest(mlflow_server):
 
 
 def test_logged_model_loads_back_and_is_the_trained_model(finished_project):
-    # What serving does: fetch the run's LoggedModel from the tracking store and call it on
-    # frame1 | frame3 stacked on the channel axis. It must be the model saved as vfi.pt.
+    # What serving does: fetch the run's LoggedModel (a pyfunc around the checkpoint) from the
+    # tracking store. The network inside must be the model saved as vfi.pt.
     script = """
 import mlflow, torch
 from animvfi_pipeline.models.checkpoint import load_vfi_model
@@ -101,10 +73,11 @@ mlflow.set_tracking_uri("sqlite:///mlflow.db")
 exp = mlflow.get_experiment_by_name("animvfi_pipeline")
 info = next(m for m in mlflow.search_logged_models(experiment_ids=[exp.experiment_id], output_format="list")
             if m.name == "vfi_model")
-served = mlflow.pytorch.load_model(info.model_uri)
-frames = torch.rand(1, 6, 40, 56)
-out = served(frames)
-local = load_vfi_model("data/06_models/vfi.pt").inference(frames[:, :3], frames[:, 3:], 0.5)
+served = mlflow.pyfunc.load_model(info.model_uri).unwrap_python_model().model
+img0, img1 = torch.rand(1, 3, 40, 56), torch.rand(1, 3, 40, 56)
+with torch.no_grad():
+    out = served.inference(img0, img1, 0.5)
+    local = load_vfi_model("data/06_models/vfi.pt").inference(img0, img1, 0.5)
 print(tuple(out.shape), float((out - local).abs().max()))
 """
     proc = subprocess.run([str(BIN / "python"), "-c", script], cwd=finished_project, env=project_env(),

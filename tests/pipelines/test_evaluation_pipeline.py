@@ -22,7 +22,7 @@ from animvfi_pipeline.pipelines.evaluation.nodes import evaluate
 from fixtures_atd12k import make_atd12k_tree
 
 OUTPUTS = ["evaluation_metrics", "per_triplet_metrics", "psnr_by_method", "evaluation_summary",
-           "evaluation_gallery", "psnr_distribution", "training_curves"]
+           "evaluation_gallery", "psnr_distribution", "training_curves", "promotion_gate"]
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +66,7 @@ def test_pipeline_writes_the_report_through_the_catalog(store, checkpoint, tmp_p
     catalog = _catalog(tmp_path, project_root, {
         "triplet_store": store, "vfi_model": checkpoint, "flow_training_history": _history(),
         "vfi_training_history": _history(), "params:evaluation": _params(),
+        "params:promotion": {"split": "test", "limit": 2, "device": "cpu"},
     })
     SequentialRunner().run(create_pipeline(), catalog)
 
@@ -89,6 +90,9 @@ def test_pipeline_writes_the_report_through_the_catalog(store, checkpoint, tmp_p
     assert f"all: {gain:+.2f} dB PSNR" in summary  # the report says what training added
     for name in ("gallery", "psnr_distribution", "training_curves"):
         assert (reporting / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    # No MLflow run: gated against the prior only, which an untrained model merely equals.
+    gate = json.loads((reporting / "promotion_gate.json").read_text())
+    assert gate["champion"] is None and gate["n_triplets"] == 2 and gate["promote"] is False
 
 
 def test_limit_and_no_histories(store, checkpoint):

@@ -374,6 +374,27 @@ def classical_interpolator(preset: str = "medium") -> Interpolator:
     return interpolate
 
 
+MLFLOW_URI_SCHEMES = ("models:/", "runs:/")
+
+
+def is_mlflow_uri(text: str) -> bool:
+    return str(text).startswith(MLFLOW_URI_SCHEMES)
+
+
+def load_registered_interpolator(uri: str, settings: ModelSettings | None = None) -> ModelInterpolator:
+    """The model an MLflow URI names (``models:/animvfi-vfi@champion``), from the tracking store
+    MLflow is configured with; CheckpointError naming the URI if it cannot be loaded."""
+    from animvfi_pipeline.errors import CheckpointError
+    from animvfi_pipeline.tracking.registry import load_registered_model
+
+    settings = settings or ModelSettings()
+    try:
+        model = load_registered_model(uri)
+    except Exception as exc:  # MlflowException (no such model/alias), or not one of our pyfunc models
+        raise CheckpointError(uri, f"cannot load this MLflow model: {exc}") from exc
+    return ModelInterpolator(model.to(resolve_device(settings.device)).eval(), settings)
+
+
 def load_model_interpolator(path: str | Path, settings: ModelSettings | None = None) -> ModelInterpolator:
     """Load a trained ``vfi.pt`` (CheckpointError naming the file if it is not one of ours)."""
     from animvfi_pipeline.models.checkpoint import load_vfi_model

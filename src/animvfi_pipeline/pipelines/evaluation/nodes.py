@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ from animvfi_pipeline.evaluation import baselines, figures, report
 from animvfi_pipeline.evaluation.metrics import make_lpips
 from animvfi_pipeline.models.checkpoint import build_vfi_model
 from animvfi_pipeline.models.vfi import prior_network
+from animvfi_pipeline.tracking import gate, registry
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +72,9 @@ def evaluate(
     per_triplet = report.evaluate_methods(triplet_store, predictors, split=params.split, limit=params.limit,
                                           lpips_fn=lpips_fn, unseen_styles=params.unseen_styles)
     summary = report.summarize(per_triplet)
-    for method, values in summary.items():
-        log.info("%-15s PSNR %.2f dB  SSIM %.4f  SSIM (AnimeInterp) %.4f", method, values["psnr"],
-                 values["ssim"], values["ssim_animeinterp"])
+    for method, values in summary.items():  # a diverged model's NaN means are left out of the summary
+        log.info("%-15s PSNR %.2f dB  SSIM %.4f  SSIM (AnimeInterp) %.4f", method, values.get("psnr", math.nan),
+                 values.get("ssim", math.nan), values.get("ssim_animeinterp", math.nan))
     return (
         summary,
         per_triplet,
@@ -82,3 +84,23 @@ def evaluate(
         figures.psnr_distribution_figure(per_triplet),
         figures.training_curves_figure({"flow": flow_training_history, "vfi": vfi_training_history}),
     )
+
+
+def promotion_gate(triplet_store: Any, vfi_model: dict, promotion_params: dict[str, Any]) -> dict[str, Any]:
+    """Score the trained model, its prior and the registry's champion on the same validation
+    triplets and decide whether the model takes the champion alias (tracking/gate.py).
+
+    Args:
+        triplet_store: the ``TripletStore`` written by data_ingestion.
+        vfi_model: the VFI checkpoint dict from vfi_training.
+        promotion_params: ``GateParams`` fields (conf/base/parameters_registry.yml).
+
+    Returns:
+        ``GateResult`` as a dict; the project hook registers the model version and moves the alias.
+    """
+    params = gate.GateParams(**promotion_params)
+    model = build_vfi_model(vfi_model, source="vfi_model")
+    result = gate.run_gate(triplet_store, model, params, registry.champion_loader(params.model_name, params.alias),
+                           device=_device(params.device))
+    log.info("promotion gate: %s", result.reason)
+    return result.to_dict()
