@@ -155,17 +155,13 @@ def read_cost_ms(store: TripletStore, reads: int = 60) -> dict[str, float]:
     return out
 
 
-def _init_worker(_: int) -> None:
-    cv2.setNumThreads(1)  # as the training loop's workers would want: one core each
-
-
 def loader_rate(ds: TripletDataset, workers: int, batches: int) -> dict[str, float]:
     """Steady-state wall samples/s and worker CPU ms per sample of a DataLoader."""
     warmup = 2 * workers + 1  # workers started and their prefetch queues full
     # One long pass (samples drawn with replacement): no epoch restarts inside the measurement.
     sampler = RandomSampler(ds, replacement=True, num_samples=BATCH * (warmup + batches + 2 * workers + 2),
                             generator=torch.Generator().manual_seed(0))
-    loader = DataLoader(ds, batch_size=BATCH, sampler=sampler, num_workers=workers, worker_init_fn=_init_worker)
+    loader = DataLoader(ds, batch_size=BATCH, sampler=sampler, num_workers=workers)
     me = psutil.Process()
 
     def worker_cpu() -> float:
@@ -215,6 +211,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "feed.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    # Before any OpenCV call: forked DataLoader workers inherit one thread each. Resizing the
+    # pool inside a forked worker instead can hang (see training/loop.py _seed_worker).
     cv2.setNumThreads(1)
 
     work = Path(tempfile.mkdtemp(prefix="bench_feed_"))
