@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -90,7 +89,6 @@ def main() -> None:
     if not args.table:
         for name in args.only or list(VARIANTS):
             run_variant(args.project, name, VARIANTS[name][1], out)
-            shutil.copy(args.project / "data/08_reporting/metrics.json", out / f"{name}.metrics.json")
     text = table(out)
     (out / "ablation.md").write_text(text)
     print(text)
