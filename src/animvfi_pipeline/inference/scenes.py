@@ -96,3 +96,29 @@ class FrameAnalyzer:
             self.analysis.local_changes.append(local_change(self._previous, thumb))
         self._previous = thumb
         self.analysis.n_frames += 1
+
+
+def distinct_drawings(analysis: ClipAnalysis, scene_threshold: float = DEFAULT_SCENE_THRESHOLD,
+                      dup_threshold: float = DEFAULT_DUP_THRESHOLD) -> list[list[int]]:
+    """Frame indices of the distinct drawings of each shot, in order: a new list at every cut,
+    and a held drawing counts once (its first frame). Shots of one drawing are kept as they are;
+    callers that need motion skip them."""
+    cuts = set(analysis.cuts(scene_threshold))
+    holds = set(analysis.duplicates(dup_threshold)) - cuts
+    shots: list[list[int]] = []
+    for i in range(analysis.n_frames):
+        if i == 0 or i in cuts:
+            shots.append([i])
+        elif i not in holds:
+            shots[-1].append(i)
+    return shots
+
+
+def triplets_of(shots: list[list[int]], gaps: tuple[int, ...] = (1,)) -> list[tuple[int, int, int]]:
+    """(first, middle, last) frame indices: drawings ``d``, ``d + g``, ``d + 2g`` of one shot for
+    every gap ``g`` in ``gaps`` (1 = three consecutive distinct drawings). Never across a cut."""
+    out = []
+    for drawings in shots:
+        for g in gaps:
+            out += [(drawings[d], drawings[d + g], drawings[d + 2 * g]) for d in range(len(drawings) - 2 * g)]
+    return out
