@@ -72,6 +72,41 @@ def test_intermediate_flows_warp_both_frames_onto_the_middle_frame():
     assert err(0.5 * (from_0 + from_1), mid) < 0.2 * blend_err
 
 
+def test_splatted_flows_move_the_square_as_a_whole_where_the_linear_estimate_splits_it():
+    # The linear estimate reads frame 0's flow at the pixel of frame t: where the square has
+    # arrived by t but was not at t = 0 it reads the background's zero motion (a double edge).
+    # Splatting sends the square's pixels where they are at t.
+    from animvfi_pipeline.models.splat import splatted_flows
+
+    img0, img1, mid = frame(0), frame(1), frame(0.5)
+    t = torch.tensor([0.5])
+    lin_t0, lin_t1 = intermediate_flows(*exact_flows(), t)
+    spl_t0, spl_t1 = splatted_flows(*exact_flows(), t)
+    for img, lin, spl in ((img0, lin_t0, spl_t0), (img1, lin_t1, spl_t1)):
+        assert err(warp(img, spl), mid) < 0.5 * err(warp(img, lin), mid)
+        assert err(warp(img, spl), mid) < 0.002
+
+
+@pytest.mark.parametrize("how", ["linear", "splat", "both"])
+def test_every_intermediate_estimate_interpolates_with_exact_flow(how):
+    model = VFIModel(VFIConfig(**{**TINY, "intermediate": how}), flownet=GivenFlows(*exact_flows())).eval()
+    img0, img1, mid = frame(0), frame(1), frame(0.5)
+    blend_err = err(0.5 * (img0 + img1), mid)
+    with torch.no_grad():
+        full = model.inference(img0, img1, 0.5)
+    assert err(full, mid) < 0.3 * blend_err
+    if how != "linear":  # the splatted estimate has no double edge
+        assert err(full, mid) < 0.1 * blend_err
+
+
+def test_a_config_without_intermediate_keeps_the_linear_estimate_of_older_checkpoints():
+    d = VFIConfig(**TINY).to_dict()
+    del d["intermediate"]
+    assert VFIConfig.from_dict(d).intermediate == "linear"
+    with pytest.raises(ValueError, match="intermediate"):
+        VFIConfig(intermediate="cubic")
+
+
 def test_each_sample_is_interpolated_at_its_own_t():
     model = VFIModel(VFIConfig(**TINY), flownet=GivenFlows(*exact_flows())).eval()
     img0, img1 = frame(0).expand(2, -1, -1, -1), frame(1).expand(2, -1, -1, -1)
@@ -228,12 +263,13 @@ def _static_scene_pair(style: str, noise: float):
     return img, (img + flips / 255).clamp(0, 1)
 
 
-@pytest.mark.parametrize("style", ["paper", "watercolor"])
-def test_with_the_gates_a_static_pair_comes_out_unchanged_whatever_the_weights(style, one_thread):
+@pytest.mark.parametrize("style,how", [("paper", "linear"), ("watercolor", "linear"), ("watercolor", "both")])
+def test_with_the_gates_a_static_pair_comes_out_unchanged_whatever_the_weights(style, how, one_thread):
     # A pixel that does not move must come out as it went in, even from a model whose learned
     # parts would draw garbage everywhere else.
     flow = FlowNetConfig(channels=(8, 8, 8), depth=1, init="dis", residual_gate=0.02)
-    gated = _scramble(VFIModel(VFIConfig(**{**TINY, "flow": flow, "correction_gate": 0.02})), seed=1).eval()
+    gated = _scramble(VFIModel(VFIConfig(**{**TINY, "flow": flow, "correction_gate": 0.02, "intermediate": how})),
+                      seed=1).eval()
     ungated = _scramble(VFIModel(VFIConfig(**{**TINY, "flow": FlowNetConfig(channels=(8, 8, 8), depth=1,
                                                                               init="dis")})), seed=1).eval()
     for noise in (0.0, 0.5):  # identical frames, then frames differing by 0.5/255 on average

@@ -13,7 +13,14 @@ DIS_PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
     "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
     "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+    "fine": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,  # + the settings below
 }
+# "fine": OpenCV's medium preset carried down to full resolution (finest scale 0 instead of 1)
+# with denser patches (stride 2 instead of 3) and more descent iterations (50 instead of 25).
+# Outlines are one to three pixels wide: a flow field that stops at half resolution blurs them
+# across motion boundaries. On the embedded validation split the splatting interpolator gains
+# 1.0 dB (1.6 dB on the unseen style) over "medium" for ~5x its time (docs/training.md).
+_FINE_SETTINGS = {"setFinestScale": 0, "setPatchStride": 2, "setGradientDescentIterations": 50}
 
 
 def _check_flow(flow: np.ndarray) -> None:
@@ -58,6 +65,9 @@ def dis_flow(img_a: np.ndarray, img_b: np.ndarray, preset: str = "medium") -> np
     if img_a.shape != img_b.shape:
         raise ValueError(f"images differ in shape: {img_a.shape} vs {img_b.shape}")
     dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
+    if preset == "fine":
+        for setter, value in _FINE_SETTINGS.items():
+            getattr(dis, setter)(value)
     flow = dis.calc(_gray(img_a), _gray(img_b), None)  # (H, W, 2)
     return np.ascontiguousarray(flow.transpose(2, 0, 1), dtype=np.float32)
 

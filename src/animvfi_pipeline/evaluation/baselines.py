@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from animvfi_pipeline.data.flow import dis_flow
+from animvfi_pipeline.models.splat import fb_consistency, motion_at_t
 from animvfi_pipeline.models.warp import warp
 
 Predictor = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
@@ -50,42 +51,6 @@ def _to_image(x: torch.Tensor) -> np.ndarray:
     return x[0].clamp(0.0, 1.0).permute(1, 2, 0).cpu().numpy().astype(np.float32)
 
 
-def _consistency(flow_ab: torch.Tensor, flow_ba: torch.Tensor, cfg: ClassicalFlowConfig) -> torch.Tensor:
-    """(1, 1, H, W) weight in (0, 1] per pixel of frame a: near 1 where the round trip a -> b -> a
-    comes back, near 0 where the pixel of a is hidden in b."""
-    back = warp(flow_ba, flow_ab)
-    err = (flow_ab + back).pow(2).sum(1, keepdim=True)
-    bound = cfg.consistency_alpha * (flow_ab.pow(2).sum(1, keepdim=True) + back.pow(2).sum(1, keepdim=True))
-    return torch.exp(-err / (bound + cfg.consistency_beta))
-
-
-def _motion_at_t(flow_01: np.ndarray, flow_10: np.ndarray, vis_0: np.ndarray, vis_1: np.ndarray, t: float) -> np.ndarray:
-    """Motion (frame 0 -> frame 1 displacement, (2, H, W)) of the surface seen at each pixel at t.
-
-    Every pixel of frame 0 is splatted to its nearest pixel at ``p + t F01(p)``, every pixel of
-    frame 1 to ``p + (1-t) F10(p)`` with its motion negated, weighted by its consistency: where
-    a moving object and the background it covers land on the same pixel, the visible one wins.
-    Pixels nothing lands on get the linear estimate ``(1-t) F01 - t F10`` of Super SloMo.
-    """
-    _, h, w = flow_01.shape
-    ys, xs = np.mgrid[0:h, 0:w]
-    motion = np.zeros((2, h * w))
-    weight = np.zeros(h * w)
-    for flow, vis, dt, sign in ((flow_01, vis_0, t, 1.0), (flow_10, vis_1, 1.0 - t, -1.0)):
-        tx = np.rint(xs + dt * flow[0]).astype(np.int64)
-        ty = np.rint(ys + dt * flow[1]).astype(np.int64)
-        inside = (tx >= 0) & (tx < w) & (ty >= 0) & (ty < h)
-        target = (ty * w + tx)[inside]
-        wt = vis[inside] + 1e-4  # even a hidden pixel beats leaving a hole
-        weight += np.bincount(target, wt, h * w)
-        for k in range(2):
-            motion[k] += np.bincount(target, wt * sign * flow[k][inside], h * w)
-    motion = motion.reshape(2, h, w)
-    weight = weight.reshape(h, w)
-    linear = (1.0 - t) * flow_01 - t * flow_10
-    return np.where(weight > 0, motion / np.maximum(weight, 1e-12), linear).astype(np.float32)
-
-
 def interpolate_with_flow(
     img0: np.ndarray,
     img1: np.ndarray,
@@ -96,7 +61,7 @@ def interpolate_with_flow(
 ) -> np.ndarray:
     """Frame at time t from two frames and their bidirectional flow ((2, H, W) each, in pixels).
 
-    Intermediate flows come from splatting the flows to time t (:func:`_motion_at_t`), then both
+    Intermediate flows come from splatting the flows to time t (``models.splat.motion_at_t``), then both
     frames are backward-warped and blended with weights ``(1-t)`` and ``t``, each scaled down
     where the other frame shows content it does not have: a pixel of frame 0 that fails the
     forward-backward test is hidden in frame 1, so wherever it appears at time t the sample taken
@@ -107,8 +72,9 @@ def interpolate_with_flow(
     f01 = torch.from_numpy(np.ascontiguousarray(flow_01, dtype=np.float32))[None]
     f10 = torch.from_numpy(np.ascontiguousarray(flow_10, dtype=np.float32))[None]
     with torch.no_grad():
-        vis0, vis1 = _consistency(f01, f10, cfg), _consistency(f10, f01, cfg)
-        motion = torch.from_numpy(_motion_at_t(f01[0].numpy(), f10[0].numpy(), vis0[0, 0].numpy(), vis1[0, 0].numpy(), t))[None]
+        vis0 = fb_consistency(f01, f10, cfg.consistency_alpha, cfg.consistency_beta)
+        vis1 = fb_consistency(f10, f01, cfg.consistency_alpha, cfg.consistency_beta)
+        motion = motion_at_t(f01, f10, torch.tensor([t]), vis0, vis1)
         ft0, ft1 = -t * motion, (1.0 - t) * motion
         # The small floor keeps weights positive, so pixels failing both tests fall back to t.
         w0 = (1.0 - t) * (warp(vis1, ft1) + 1e-3)

@@ -1,8 +1,8 @@
 """VFIModel: bidirectional flow -> intermediate flows at t -> backward warps -> fusion.
 
     img0, img1 --FlowNet--> flow_01, flow_10
-        --linear motion at t--> flow_t0, flow_t1
-        --warp--> warped0, warped1 --SynthesisNet--> mask, residual, flow_delta
+        --linear and/or splatted motion at t--> flow_t0, flow_t1 (one pair per estimate)
+        --warp, mean over the estimates--> warped0, warped1 --SynthesisNet--> mask, residual, flow_delta
         --re-warp with refined flows, t-weighted fusion + residual--> pred
 """
 from __future__ import annotations
@@ -14,8 +14,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from animvfi_pipeline.models.flownet import FlowNet, FlowNetConfig, pad_to_multiple, resize_flow
+from animvfi_pipeline.models.splat import splatted_flows
 from animvfi_pipeline.models.synthesis import build_backbone
 from animvfi_pipeline.models.warp import mismatch_gate, warp
+
+
+INTERMEDIATE = ("linear", "splat", "both")
 
 
 @dataclass
@@ -34,11 +38,18 @@ class VFIConfig:
     # (models.warp.mismatch_gate), so pixels the classical path already explains -- every static
     # pixel -- come out as the warps give them. 0 = ungated.
     correction_gate: float = 0.0
+    # How the flows from time t are estimated: "linear" (Super SloMo, reads the 0 -> 1 flow at the
+    # same pixel), "splat" (forward-splats every pixel to where it is at t, models.splat), or
+    # "both": each frame is warped along both estimates and the two warps averaged; their errors
+    # differ, so the mean beats either (docs/training.md, "The fixed core").
+    intermediate: str = "linear"
 
     def __post_init__(self) -> None:
         if isinstance(self.flow, dict):
             self.flow = FlowNetConfig(**self.flow)
         self.widths = tuple(int(c) for c in self.widths)
+        if self.intermediate not in INTERMEDIATE:
+            raise ValueError(f"VFIConfig: intermediate must be one of {INTERMEDIATE}, got {self.intermediate!r}")
 
     def to_dict(self) -> dict:
         """JSON-like (lists, not tuples) so checkpoints load with ``weights_only=True``."""
@@ -72,6 +83,33 @@ def intermediate_flows(flow_01: torch.Tensor, flow_10: torch.Tensor, t: torch.Te
     flow_t0 = -(1 - t) * t * flow_01 + t * t * flow_10
     flow_t1 = (1 - t) * (1 - t) * flow_01 - t * (1 - t) * flow_10
     return flow_t0, flow_t1
+
+
+def flows_at_t(flow_01: torch.Tensor, flow_10: torch.Tensor, t: torch.Tensor, how: str
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flows from time t to frames 0 and 1, (B, 2k, H, W) each: k = 1 estimate ("linear" or
+    "splat") or k = 2 ("both": linear in channels 0-1, splatted in 2-3)."""
+    if how == "linear":
+        return intermediate_flows(flow_01, flow_10, t)
+    if how == "splat":
+        return splatted_flows(flow_01, flow_10, t)
+    lin, spl = intermediate_flows(flow_01, flow_10, t), splatted_flows(flow_01, flow_10, t)
+    return torch.cat((lin[0], spl[0]), 1), torch.cat((lin[1], spl[1]), 1)
+
+
+def warp_mean(img: torch.Tensor, flows: torch.Tensor) -> torch.Tensor:
+    """The mean of ``img`` backward-warped along each flow of ``flows`` (B, 2k, H, W)."""
+    k = flows.shape[1] // 2
+    out = warp(img, flows[:, :2])
+    for i in range(1, k):
+        out = out + warp(img, flows[:, 2 * i:2 * i + 2])
+    return out / k
+
+
+def mean_flow(flows: torch.Tensor) -> torch.Tensor:
+    """(B, 2, H, W): the mean of the k flows stacked in ``flows`` (B, 2k, H, W)."""
+    b, c, h, w = flows.shape
+    return flows.view(b, c // 2, 2, h, w).mean(1)
 
 
 def fuse(mask: torch.Tensor, warped0: torch.Tensor, warped1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -137,17 +175,19 @@ class VFIModel(nn.Module):
             flow_01, flow_10 = self.flownet(img0, img1, prior=prior)
         if img0.shape[0] < t.numel():  # one pair at several times: its flow is computed once
             img0, img1, flow_01, flow_10 = (x.expand(t.numel(), -1, -1, -1) for x in (img0, img1, flow_01, flow_10))
-        flow_t0, flow_t1 = intermediate_flows(flow_01, flow_10, t)
-        warped0, warped1 = warp(img0, flow_t0), warp(img1, flow_t1)
-        syn = self.synthesis(img0, img1, warped0, warped1, flow_t0, flow_t1, t)
+        flows_t0, flows_t1 = flows_at_t(flow_01, flow_10, t, self.cfg.intermediate)
+        warped0, warped1 = warp_mean(img0, flows_t0), warp_mean(img1, flows_t1)
+        syn = self.synthesis(img0, img1, warped0, warped1, mean_flow(flows_t0), mean_flow(flows_t1), t)
         gate = mismatch_gate(warped0, warped1, self.cfg.correction_gate) if self.cfg.correction_gate > 0 else 1.0
         if self.cfg.refine_flow:
-            flow_t0 = flow_t0 + gate * syn["flow_delta"][:, :2]
-            flow_t1 = flow_t1 + gate * syn["flow_delta"][:, 2:]
-            warped0, warped1 = warp(img0, flow_t0), warp(img1, flow_t1)
+            k = flows_t0.shape[1] // 2  # one correction, applied to every estimate
+            flows_t0 = flows_t0 + gate * syn["flow_delta"][:, :2].repeat(1, k, 1, 1)
+            flows_t1 = flows_t1 + gate * syn["flow_delta"][:, 2:].repeat(1, k, 1, 1)
+            warped0, warped1 = warp_mean(img0, flows_t0), warp_mean(img1, flows_t1)
         m = syn["mask"]
         pred = fuse(m, warped0, warped1, t) + gate * syn["residual"]
-        out = dict(pred=pred, flow_01=flow_01, flow_10=flow_10, flow_t0=flow_t0, flow_t1=flow_t1,
+        out = dict(pred=pred, flow_01=flow_01, flow_10=flow_10, flow_t0=mean_flow(flows_t0),
+                   flow_t1=mean_flow(flows_t1), flows_t0=flows_t0, flows_t1=flows_t1,
                    mask=m, warped0=warped0, warped1=warped1)
         out = {k: v[..., :h, :w] for k, v in out.items()}
         out["gates"] = syn["gates"]  # at padded resolution; for inspection only
@@ -175,14 +215,15 @@ class VFIModel(nn.Module):
         img0, img1 = (x.expand(t.numel(), -1, -1, -1) for x in (img0, img1))  # one pair, several t
         residual = out["pred"] - fuse(out["mask"], out["warped0"], out["warped1"], t)
         grow = dict(size=(h, w), mode="bilinear", align_corners=False)
-        flow_t0, flow_t1 = (resize_flow(out[k], (h, w)).to(img0.dtype) for k in ("flow_t0", "flow_t1"))
-        pred = fuse(F.interpolate(out["mask"], **grow), warp(img0, flow_t0), warp(img1, flow_t1), t)
+        flows_t0, flows_t1 = (resize_flow(out[k], (h, w)).to(img0.dtype) for k in ("flows_t0", "flows_t1"))
+        pred = fuse(F.interpolate(out["mask"], **grow), warp_mean(img0, flows_t0), warp_mean(img1, flows_t1), t)
         return (pred + F.interpolate(residual, **grow)).clamp(0, 1)
 
 
 def prior_network(cfg: VFIConfig) -> VFIModel:
-    """The network ``cfg`` describes with its learned parts off: DIS flow (or zero flow), linear
-    intermediate flows, backward warps and the fixed t-weighted fusion, nothing learned on top.
+    """The network ``cfg`` describes with its learned parts off: DIS flow (or zero flow), the
+    intermediate flows ``cfg.intermediate`` names, backward warps and the fixed t-weighted fusion,
+    nothing learned on top.
 
     Every learned output starts at "no change" (zero-initialised heads), so an untrained model is
     exactly this prior whatever its random weights; it is the baseline a trained model must beat.
