@@ -103,6 +103,7 @@ def write_clip(clip: SyntheticClip, path: str | Path, fps: int = 24, crf: int = 
         return path
     import av
 
+    path.parent.mkdir(parents=True, exist_ok=True)
     codec = "libvpx-vp9" if path.suffix.lower() == ".webm" else "libx264"
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=Fraction(fps))
