@@ -80,3 +80,34 @@ def test_thumbnail_keeps_aspect_and_range():
     assert thumb.shape == (270, 480, 3) and thumb.dtype == np.float32
     assert thumb.max() == pytest.approx(1.0)
     assert local_change(thumb, thumb) == 0.0
+
+
+def test_a_quiet_cut_between_two_scenes_is_found(tmp_path):
+    """Two synthetic shots of different scenes (cel, then paper style) whose pictures differ by
+    less than the fixed threshold: the cut stands out of both shots' ordinary transitions."""
+    from animvfi_pipeline.data.synthetic_video import Shot, make_clip, write_clip
+    from animvfi_pipeline.inference.scenes import DEFAULT_SCENE_THRESHOLD, analyse_clip
+    from animvfi_pipeline.inference.video_io import probe
+
+    clip = make_clip([Shot(11, 6, hold=2, style="cel"), Shot(12, 5, hold=3, style="paper")], 128, 72)
+    analysis = analyse_clip(probe(write_clip(clip, tmp_path / "quiet_cut.mp4")))
+    assert max(analysis.scene_scores) < DEFAULT_SCENE_THRESHOLD  # the old rule alone missed it
+    assert analysis.cuts() == clip.cuts == [12]
+    assert analysis.duplicates() == [i for i in clip.holds if i not in clip.cuts]
+
+
+def test_motion_that_speeds_up_within_a_shot_is_not_a_cut():
+    slow = [cartoon(2 * i, palette=6) for i in range(8)]
+    fast = [cartoon(14 + 10 * i, palette=6) for i in range(1, 8)]  # five times faster, same scene
+    assert analyse(slow + fast).cuts() == []
+
+
+def test_colour_change_sees_a_new_palette_not_motion():
+    from animvfi_pipeline.inference.scenes import colour_change, colour_histogram
+
+    def hist(img):
+        return colour_histogram(thumbnail(img))
+
+    moved = colour_change(hist(cartoon(0, palette=7)), hist(cartoon(12, palette=7)))
+    repainted = colour_change(hist(cartoon(0, palette=7)), hist(cartoon(0, palette=8)))
+    assert moved < 0.05 < 0.5 < repainted

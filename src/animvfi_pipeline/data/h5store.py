@@ -50,7 +50,12 @@ SPLITS = ("train", "val", "test")
 ON_ERROR = ("fail", "skip")
 STRING_COLUMNS = ("name", "split", "clip", "motion_type", "behavior", "flow_source", "style")
 INT_COLUMNS = ("level", "orig_width", "orig_height")
+# Where a triplet cut from a video came from (data/video_ingest.py); stores of ATD-12K triplets
+# have none of these. (n, 3) columns hold frame1, frame2, frame3.
+PROVENANCE_COLUMNS = {"source_file": "str", "shot": "int32", "gap": "int32", "frame_index": "int32",
+                      "frame_time": "float64"}
 DIGESTED_ATTRS = ("format_version", "height", "width", "extra_times", "source_root", "skipped", "ingestion_config")
+OPTIONAL_DIGESTED_ATTRS = ("dropped",)  # digested only when present, so older stores keep their digest
 # forkserver: workers start from a clean process, not a fork of a (possibly multi-threaded)
 # Kedro or notebook process, and still start fast after the first one.
 _MP_CONTEXT = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
@@ -299,30 +304,32 @@ def _load_for_store(
     return "ok", (triplet.meta, _encode_chunks(layout, arrays))
 
 
-def _load_stream(
-    records: Sequence[TripletRecord], kwargs: dict[str, Any], layout: _Layout, workers: int,
-    dis_prior: str | None = None,
-) -> Iterator[tuple[str, Any]]:
-    """Yield `_load_for_store` results in record order with at most 2 * workers in flight."""
+def ordered_pool_map(func: Any, items: Iterable[Any], workers: int, *args: Any) -> Iterator[Any]:
+    """Yield ``func(item, *args)`` for each item, in order, computed by ``workers`` processes
+    (0: in this process) with at most ``2 * workers`` items in flight.
+
+    ``items`` is consumed lazily, so a generator that decodes a video is read only as fast as
+    the workers keep up. ``func`` must be a module-level function (it is pickled by name).
+    """
     if workers == 0:
-        for record in records:
-            yield _load_for_store(record, kwargs, layout, dis_prior)
+        for item in items:
+            yield func(item, *args)
         return
     ctx = mp.get_context(_MP_CONTEXT)
     # Pool.imap would queue every result that the writer has not consumed yet; a bounded window
     # of async tasks keeps peak memory independent of the dataset size.
     with ctx.Pool(workers, initializer=_init_worker) as pool:
         pending: deque = deque()
-        todo = iter(records)
-        for record in todo:
-            pending.append(pool.apply_async(_load_for_store, (record, kwargs, layout, dis_prior)))
+        todo = iter(items)
+        for item in todo:
+            pending.append(pool.apply_async(func, (item, *args)))
             if len(pending) >= 2 * workers:
                 break
         while pending:
             result = pending.popleft().get()
-            record = next(todo, None)
-            if record is not None:
-                pending.append(pool.apply_async(_load_for_store, (record, kwargs, layout, dis_prior)))
+            item = next(todo, None)
+            if item is not None:
+                pending.append(pool.apply_async(func, (item, *args)))
             yield result
 
 
@@ -347,6 +354,12 @@ class _StoreWriter:
         self.rows.append({**meta, "split": split})
         self.n_written += 1
 
+    def rollback(self, n: int) -> None:
+        """Forget every triplet from number ``n`` on (their chunks are overwritten or cut off by
+        ``finish``): a source that fails halfway leaves none of its triplets."""
+        self.n_written = n
+        del self.rows[n:]
+
     def finish(self, attrs: dict[str, Any]) -> None:
         n = self.n_written
         for ds in self.datasets.values():
@@ -360,6 +373,14 @@ class _StoreWriter:
             meta.create_dataset(col, data=np.array([r[col] for r in self.rows], np.int32).reshape(n), track_times=False)
         roi = np.array([r["roi"] for r in self.rows], np.int32).reshape(n, 4)
         meta.create_dataset("roi", data=roi, track_times=False)
+        if self.rows and "source_file" in self.rows[0]:
+            for col, dtype in PROVENANCE_COLUMNS.items():
+                values = [r[col] for r in self.rows]
+                if dtype == "str":
+                    meta.create_dataset(col, data=np.array(values, dtype=object), shape=(n,),
+                                        dtype=h5py.string_dtype(), track_times=False)
+                else:
+                    meta.create_dataset(col, data=np.array(values, dtype), track_times=False)
         for key, value in attrs.items():
             self.f.attrs[key] = value
         # The variable-length strings of meta and of the attributes live in HDF5's global heap,
@@ -367,6 +388,20 @@ class _StoreWriter:
         self.f.attrs["meta_sha256"] = _meta_digest(self.f)
         # Written last: a reader that sees complete=True sees everything else too.
         self.f.attrs["complete"] = True
+
+
+def store_attrs(size: tuple[int, int], extra_times: Sequence[float], source_root: str | Path | None,
+                skipped: list[dict[str, str]], config_json: dict[str, Any]) -> dict[str, Any]:
+    """The store's descriptive attributes (everything but the checksum and the ``complete`` flag)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "height": size[1],
+        "width": size[0],
+        "extra_times": np.asarray(extra_times, np.float64),
+        "source_root": str(source_root) if source_root is not None else "",
+        "skipped": json.dumps(skipped),
+        "ingestion_config": json.dumps(config_json, sort_keys=True),
+    }
 
 
 def write_triplets_h5(
@@ -408,7 +443,7 @@ def write_triplets_h5(
     )
     layout = _Layout.make(cfg.size, len(times), cfg.flow_source != "none", cfg.compression,
                           tile=cfg.chunk_tile, with_prior=cfg.dis_prior is not None)
-    stream = _load_stream(records, load_kwargs, layout, cfg.workers, cfg.dis_prior)
+    stream = ordered_pool_map(_load_for_store, records, cfg.workers, load_kwargs, layout, cfg.dis_prior)
     # closing(): on an error the worker pool is shut down at once, not whenever the
     # generator happens to be garbage-collected.
     with atomic_path(path) as tmp, h5py.File(tmp, "w", libver=LIBVER) as f, contextlib.closing(stream):
@@ -429,17 +464,7 @@ def write_triplets_h5(
         config_json = {**asdict(cfg), "extra_times": list(times)}
         if cfg.dis_prior is not None:
             writer.datasets["prior"].attrs["dis_preset"] = cfg.dis_prior
-        writer.finish(
-            {
-                "format_version": FORMAT_VERSION,
-                "height": cfg.size[1],
-                "width": cfg.size[0],
-                "extra_times": np.asarray(times, np.float64),
-                "source_root": str(source_root) if source_root is not None else "",
-                "skipped": json.dumps(skipped),
-                "ingestion_config": json.dumps(config_json, sort_keys=True),
-            }
-        )
+        writer.finish(store_attrs(cfg.size, times, source_root, skipped, config_json))
         counts = {s: sum(1 for r in writer.rows if r["split"] == s) for s in SPLITS}
     result = IngestionResult(path, writer.n_written, counts, skipped, time.perf_counter() - started)
     logger.info(
@@ -452,13 +477,13 @@ def write_triplets_h5(
 def _meta_digest(f: h5py.File) -> str:
     """sha256 of the meta columns and the descriptive attributes, as stored."""
     digest = hashlib.sha256()
-    for col in (*STRING_COLUMNS, *INT_COLUMNS, "roi"):
+    for col in (*STRING_COLUMNS, *INT_COLUMNS, "roi", *PROVENANCE_COLUMNS):
         if col not in f["meta"]:
             continue
         ds = f["meta"][col]
-        values = ds.asstr()[...] if col in STRING_COLUMNS else ds[...]
+        values = ds.asstr()[...] if ds.dtype.kind == "O" else ds[...]
         digest.update(col.encode() + b"\0" + json.dumps(np.asarray(values).tolist()).encode() + b"\0")
-    for key in DIGESTED_ATTRS:
+    for key in (*DIGESTED_ATTRS, *(k for k in OPTIONAL_DIGESTED_ATTRS if k in f.attrs)):
         value = f.attrs.get(key)
         value = value.tolist() if isinstance(value, np.ndarray) else value
         digest.update(key.encode() + b"\0" + json.dumps(value, default=str).encode() + b"\0")
@@ -503,6 +528,8 @@ class TripletStore:
         self.source_root = str(attrs.get("source_root", ""))
         self.skipped: list[dict[str, str]] = json.loads(attrs.get("skipped", "[]"))
         self.ingestion_config: dict[str, Any] = json.loads(attrs.get("ingestion_config", "{}"))
+        # Video stores: how many candidate triplets each drop rule left out (docs/video.md).
+        self.dropped: dict[str, int] = json.loads(attrs.get("dropped", "{}"))
 
     def _check_digest(self, recorded: Any) -> None:
         if recorded is None:
@@ -652,6 +679,14 @@ class TripletStore:
             cols[col] = g[col][...]
         order = ["name", "split", "clip", "level", "roi_x", "roi_y", "roi_w", "roi_h",
                  "motion_type", "behavior", "flow_source", "style", "orig_width", "orig_height"]
+        if "source_file" in g:  # provenance of triplets cut from videos
+            cols["source_file"] = g["source_file"].asstr()[...] if self._len else np.array([], dtype=object)
+            cols["shot"], cols["gap"] = g["shot"][...], g["gap"][...]
+            order += ["source_file", "shot", "gap"]
+            for k in range(3):
+                cols[f"frame{k + 1}_index"] = g["frame_index"][...].reshape(-1, 3)[:, k]
+                cols[f"frame{k + 1}_time"] = g["frame_time"][...].reshape(-1, 3)[:, k]
+            order += [f"frame{k}_{what}" for what in ("index", "time") for k in (1, 2, 3)]
         return pd.DataFrame({c: cols[c] for c in order})
 
     def indices(self, split: str) -> np.ndarray:

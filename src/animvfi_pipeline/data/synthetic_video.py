@@ -92,7 +92,7 @@ def make_clip(shots: list[Shot], width: int, height: int, frames_per_window: int
     return clip
 
 
-def write_clip(clip: SyntheticClip, path: str | Path, fps: int = 24, crf: int = 12) -> Path:
+def write_clip(clip: SyntheticClip, path: str | Path, fps: int = 24, crf: int = 12, preset: str = "medium") -> Path:
     """Encode ``clip`` to ``path`` (.mp4/.mkv/.mov/.webm: H.264 or VP9 at high quality; a path
     without a suffix: a folder of PNG frames). Returns the path."""
     path = Path(path)
@@ -103,11 +103,12 @@ def write_clip(clip: SyntheticClip, path: str | Path, fps: int = 24, crf: int = 
         return path
     import av
 
+    path.parent.mkdir(parents=True, exist_ok=True)
     codec = "libvpx-vp9" if path.suffix.lower() == ".webm" else "libx264"
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=Fraction(fps))
         stream.width, stream.height, stream.pix_fmt = clip.width, clip.height, "yuv420p"
-        stream.options = {"crf": str(crf)} if codec == "libx264" else {"crf": str(crf), "b:v": "0"}
+        stream.options = {"crf": str(crf), "preset": preset} if codec == "libx264" else {"crf": str(crf), "b:v": "0"}
         for frame in clip.iter_frames():
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)

@@ -7,11 +7,12 @@ from typing import Any
 from kedro.io import AbstractDataset
 
 from animvfi_pipeline.data.h5store import IngestionPlan, TripletStore
+from animvfi_pipeline.data.video_ingest import VideoIngestionPlan
 from animvfi_pipeline.errors import DataError
 
 
-class TripletStoreDataset(AbstractDataset[IngestionPlan, TripletStore]):
-    """``save(plan)`` streams the plan's triplets into ``filepath`` atomically;
+class TripletStoreDataset(AbstractDataset[IngestionPlan | VideoIngestionPlan, TripletStore]):
+    """``save(plan)`` streams the plan's triplets (ATD-12K records or clips) into ``filepath`` atomically;
     ``load()`` returns a `TripletStore` that reads triplets on demand, never the whole array.
 
     Example catalog entry::
@@ -28,9 +29,9 @@ class TripletStoreDataset(AbstractDataset[IngestionPlan, TripletStore]):
     def load(self) -> TripletStore:
         return TripletStore(self._filepath)
 
-    def save(self, data: IngestionPlan) -> None:
-        if not isinstance(data, IngestionPlan):
-            raise TypeError(f"expected an IngestionPlan, got {type(data).__name__}")
+    def save(self, data: IngestionPlan | VideoIngestionPlan) -> None:
+        if not isinstance(data, (IngestionPlan, VideoIngestionPlan)):
+            raise TypeError(f"expected an IngestionPlan or a VideoIngestionPlan, got {type(data).__name__}")
         data.write(self._filepath)
 
     def _exists(self) -> bool:

@@ -31,9 +31,7 @@ from animvfi_pipeline.inference import schedule
 from animvfi_pipeline.inference.scenes import (
     DEFAULT_DUP_THRESHOLD,
     DEFAULT_SCENE_THRESHOLD,
-    ClipAnalysis,
-    FrameAnalyzer,
-    thumbnail_size,
+    analyse_clip,
 )
 from animvfi_pipeline.inference.video_io import (
     ClipInfo,
@@ -104,7 +102,7 @@ def interpolate_clip(source: str | Path, output: str | Path, interpolator: Inter
     if n < 2:
         raise DataError(source, f"has {n} frame{'s' if n != 1 else ''}; at least two are needed to interpolate")
     fps_out = cfg.fps if cfg.fps is not None else info.fps * cfg.factor
-    cuts = analysis.cuts(cfg.scene_threshold)
+    cuts = analysis.cuts(cfg.scene_threshold, cfg.dup_threshold)
     duplicates = analysis.duplicates(cfg.dup_threshold)
     n_out = schedule.output_count(n, info.fps, fps_out)
     plan = schedule.iter_plan(n, info.fps, fps_out, cuts=cuts, duplicates=duplicates, dedup=cfg.dedup,
@@ -133,17 +131,6 @@ def _open_writer(output: Path, tmp: Path, info: ClipInfo, fps_out: Fraction, cfg
                            audio_from=info.path if info.has_audio else None, audio_offset=info.start_time)
     except (av.FFmpegError, ValueError) as exc:  # e.g. a codec the container cannot hold
         raise OutputError(output, f"cannot be encoded ({exc})") from None
-
-
-def analyse_clip(info: ClipInfo, progress: bool = False) -> ClipAnalysis:
-    """First pass: decode every frame once, keeping two floats per frame."""
-    analyzer = FrameAnalyzer()
-    with tqdm(total=info.frame_count, unit="frame", desc="analysing", disable=not progress,
-              dynamic_ncols=True) as bar:
-        for frame in read_frames(info, size=thumbnail_size(info.width, info.height)):
-            analyzer.add(frame)
-            bar.update()
-    return analyzer.analysis
 
 
 def render(plan: Iterable[schedule.OutputFrame], frames: Iterable[np.ndarray], interpolator: Interpolator,

@@ -1,7 +1,9 @@
-"""Nodes of the data_ingestion pipeline: raw ATD-12K folder -> HDF5 triplet store -> reports.
+"""Nodes of the data_ingestion pipeline: raw folder -> HDF5 triplet store -> reports.
 
-The work happens in the library (data/atd12k.py, data/h5store.py) and in the custom datasets,
-which own the files; these functions only turn parameters into the objects those expect.
+The raw folder is ATD-12K-shaped (base, conf/atd12k) or a folder of the user's own clips
+(conf/video); the same nodes serve both. The work happens in the library (data/atd12k.py,
+data/video_ingest.py, data/h5store.py) and in the custom datasets, which own the files; these
+functions only turn parameters into the objects those expect.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import pandas as pd
 
 from animvfi_pipeline.data.atd12k import ATD12KSource
 from animvfi_pipeline.data.h5store import IngestionConfig, IngestionPlan, TripletStore
+from animvfi_pipeline.data.video_ingest import VideoIngestionConfig, VideoIngestionPlan
+from animvfi_pipeline.data.video_source import VideoFolder
 
 logger = logging.getLogger(__name__)
 
@@ -41,18 +45,23 @@ def prepare_raw_dataset(raw_params: dict[str, Any]) -> Any:
     return SyntheticConfig(**spec)
 
 
-def plan_ingestion(atd12k_raw: ATD12KSource, ingestion_params: dict[str, Any]) -> IngestionPlan:
+def plan_ingestion(atd12k_raw: ATD12KSource | VideoFolder,
+                   ingestion_params: dict[str, Any]) -> IngestionPlan | VideoIngestionPlan:
     """Decide what goes into the triplet store and how.
 
     Args:
-        atd12k_raw: the scanned raw folder.
-        ingestion_params: ``ingestion`` parameters (the IngestionConfig fields).
+        atd12k_raw: the scanned raw folder: ATD-12K triplets, or clips (``--env video``).
+        ingestion_params: ``ingestion`` parameters (the IngestionConfig fields, or the
+            VideoIngestionConfig fields for clips).
 
     Returns:
-        An IngestionPlan; saving it as ``triplet_store`` writes the HDF5 file.
+        An ingestion plan; saving it as ``triplet_store`` writes the HDF5 file.
     """
     params = dict(ingestion_params)
     progress = bool(params.pop("progress", True))
+    if isinstance(atd12k_raw, VideoFolder):
+        logger.info("Planning ingestion of %d clips from %s", len(atd12k_raw), atd12k_raw.root)
+        return VideoIngestionPlan(atd12k_raw, VideoIngestionConfig(**params), progress=progress)
     config = IngestionConfig(**params)
     logger.info("Planning ingestion of %d triplets from %s", len(atd12k_raw.records), atd12k_raw.root)
     return IngestionPlan(atd12k_raw.records, config, source_root=atd12k_raw.root, progress=progress)
@@ -78,6 +87,7 @@ def summarize_store(triplet_store: TripletStore) -> tuple[pd.DataFrame, dict[str
         "clips": {s: int(meta.loc[meta["split"] == s, "clip"].nunique()) for s in ("train", "val", "test")},
         "levels": {str(k): int(v) for k, v in sorted(Counter(meta["level"].tolist()).items())},
         "flow_sources": dict(sorted(Counter(meta["flow_source"].tolist()).items())),
+        "dropped": triplet_store.dropped,  # video stores: triplets left out by each drop rule
         "n_skipped": len(triplet_store.skipped),
         "skipped": triplet_store.skipped,
         "ingestion_config": triplet_store.ingestion_config,
