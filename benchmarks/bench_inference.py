@@ -7,7 +7,7 @@ are timed too. Weights are random: they do not change the cost. The frames are a
 cartoon pair, since DIS's time depends on the picture. Budget: 0.65 s/frame on a 2-core CPU.
 
     python benchmarks/bench_inference.py [--runs 7] [--size 960x540] [--backbones unet resunet]
-                                         [--init dis|zero] [--dis-preset medium]
+                                         [--init dis|zero] [--dis-preset fine] [--intermediate both]
 
 Prints a table and writes benchmarks/results/inference.json. The CPU may be shared; the load
 average before and after is recorded so a slow figure can be told from a busy machine.
@@ -51,9 +51,11 @@ def cartoon_pair(width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
     return tuple(torch.from_numpy(scene.render(t)).permute(2, 0, 1)[None].float() / 255 for t in (0.0, 1.0))
 
 
-def measure(backbone: str, width: int, height: int, runs: int, init: str, preset: str) -> dict:
+def measure(backbone: str, width: int, height: int, runs: int, init: str, preset: str,
+            intermediate: str = "both") -> dict:
     torch.manual_seed(0)
-    model = VFIModel(VFIConfig(backbone=backbone, flow=FlowNetConfig(init=init, dis_preset=preset))).eval()
+    model = VFIModel(VFIConfig(backbone=backbone, flow=FlowNetConfig(init=init, dis_preset=preset),
+                                intermediate=intermediate)).eval()
     img0, img1 = cartoon_pair(width, height)
     with torch.inference_mode():
         counter = FlopCounterMode(display=False)
@@ -66,6 +68,7 @@ def measure(backbone: str, width: int, height: int, runs: int, init: str, preset
         "backbone": backbone,
         "init": init,
         "dis_preset": preset if init == "dis" else None,
+        "intermediate": intermediate,
         "dis_s": statistics.median(prior),
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
         "flow_params_m": sum(p.numel() for p in model.flownet.parameters()) / 1e6,
@@ -84,14 +87,15 @@ def main() -> None:
     parser.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=BACKBONES)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--init", default="dis", choices=("dis", "zero"), help="FlowNetConfig.init")
-    parser.add_argument("--dis-preset", default="medium", choices=("ultrafast", "fast", "medium"))
+    parser.add_argument("--dis-preset", default="fine", choices=("ultrafast", "fast", "medium", "fine"))
+    parser.add_argument("--intermediate", default="both", choices=("linear", "splat", "both"))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "inference.json")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
     torch.set_num_threads(args.threads)
 
     load_before = os.getloadavg()
-    rows = [measure(b, width, height, args.runs, args.init, args.dis_preset) for b in args.backbones]
+    rows = [measure(b, width, height, args.runs, args.init, args.dis_preset, args.intermediate) for b in args.backbones]
     load_after = os.getloadavg()
 
     prior = f"DIS prior ({args.dis_preset})" if args.init == "dis" else "no prior"
