@@ -3,7 +3,8 @@
     .venv/bin/python tools/diagnose_prior.py [--store data/02_intermediate/triplets.h5] [--every 2]
 
 On the test split of a store with exact flow (the embedded synthetic data), for the prior of
-conf/base (DIS medium, linear intermediate flows, backward warps, t-weighted fusion), prints:
+conf/base before the fixed core changed (DIS medium, linear intermediate flows, backward warps,
+t-weighted fusion; docs/training.md "The fixed core" measures what replaced it), prints:
 
 - the share of its squared error on static pixels, inside moving regions, and within 3 px of a
   motion boundary (from the exact flow);
