@@ -30,10 +30,12 @@ def _copy_project(project_root: Path, dest: Path) -> Path:
     (dest / "conf" / "local").mkdir()
     # Several KedroSessions run in this one process; kedro-mlflow keeps its run id across them
     # and would log a second run's parameters into the first run. MLflow logging is tested end
-    # to end in tests/e2e (one process per `kedro run`), so it is switched off here.
+    # to end in tests/e2e (one process per `kedro run`), so it is switched off here, in every
+    # run environment (`--env atd12k` / `--env video` replace conf/local).
     mlflow_conf = yaml.safe_load((project_root / "conf" / "base" / "mlflow.yml").read_text())
     mlflow_conf["tracking"]["disable_tracking"]["pipelines"] = ["data_ingestion"]
-    (dest / "conf" / "local" / "mlflow.yml").write_text(yaml.safe_dump(mlflow_conf))
+    for env in (p for p in (dest / "conf").iterdir() if p.is_dir() and p.name != "base"):
+        (env / "mlflow.yml").write_text(yaml.safe_dump(mlflow_conf))
     (dest / "src").mkdir()  # bootstrap_project wants it; the package itself is installed
     return dest
 

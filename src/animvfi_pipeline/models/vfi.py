@@ -215,7 +215,9 @@ class VFIModel(nn.Module):
         img0, img1 = (x.expand(t.numel(), -1, -1, -1) for x in (img0, img1))  # one pair, several t
         residual = out["pred"] - fuse(out["mask"], out["warped0"], out["warped1"], t)
         grow = dict(size=(h, w), mode="bilinear", align_corners=False)
-        flows_t0, flows_t1 = (resize_flow(out[k], (h, w)).to(img0.dtype) for k in ("flows_t0", "flows_t1"))
+        # flows_t*: every estimate (VFIConfig.intermediate = both); a model without them has one.
+        flows_t0, flows_t1 = (resize_flow(out.get(k + "s", out[k]), (h, w)).to(img0.dtype)
+                              for k in ("flow_t0", "flow_t1"))
         pred = fuse(F.interpolate(out["mask"], **grow), warp_mean(img0, flows_t0), warp_mean(img1, flows_t1), t)
         return (pred + F.interpolate(residual, **grow)).clamp(0, 1)
 
