@@ -41,15 +41,17 @@ def child_ingest(args: argparse.Namespace) -> dict:
     from animvfi_pipeline.data.video_ingest import VideoIngestionConfig, write_video_triplets_h5
     from animvfi_pipeline.data.video_source import VideoFolder
 
-    cfg = VideoIngestionConfig(size=(960, 540), gaps=(1, 2), workers=args.workers, dis_prior="medium")
+    cfg = VideoIngestionConfig(size=(960, 540), gaps=(1, 2), workers=args.workers, dis_preset=args.dis,
+                               dis_prior=args.dis)
     start, cpu0 = time.perf_counter(), time.process_time()
     result = write_video_triplets_h5(args.out, VideoFolder.scan(args.root), cfg, progress=False)
     return {"triplets": result.n_triplets, "seconds": time.perf_counter() - start,
             "main_cpu_s": time.process_time() - cpu0, "store_mb": args.out.stat().st_size / 2**20}
 
 
-def measure(root: Path, out: Path, workers: int) -> dict:
-    cmd = [sys.executable, __file__, "_ingest", "--root", str(root), "--out", str(out), "--workers", str(workers)]
+def measure(root: Path, out: Path, workers: int, dis: str) -> dict:
+    cmd = [sys.executable, __file__, "_ingest", "--root", str(root), "--out", str(out), "--workers", str(workers),
+           "--dis", dis]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     top = psutil.Process(proc.pid)
     peak, cpu = 0, {}
@@ -82,6 +84,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, nargs="+", default=[10, 60])
     ap.add_argument("--size", type=int, nargs=2, default=[1920, 1080])
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--dis", default="fine", help="DIS preset of the pseudo flow and prior (conf/video: fine)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "video_ingestion.json")
     args = ap.parse_args()
     runs = []
@@ -93,7 +96,7 @@ def main() -> None:
             render(root / "clip.mp4", seconds, *args.size)
             rendered = time.perf_counter() - t0
             run = {"clip_seconds": seconds, "clip_size": args.size, "render_s": rendered,
-                   **measure(root, Path(tmp) / f"store_{seconds}.h5", args.workers)}
+                   **measure(root, Path(tmp) / f"store_{seconds}.h5", args.workers, args.dis)}
             runs.append(run)
             print(f"{seconds:>3} s clip: {run['triplets']} triplets in {run['seconds']:.1f} s = "
                   f"{run['triplets_per_s']:.2f}/s, {run['cpu_ms_per_triplet']:.0f} CPU ms/triplet, "
@@ -118,6 +121,7 @@ if __name__ == "__main__":
         cp.add_argument("--root", type=Path)
         cp.add_argument("--out", type=Path)
         cp.add_argument("--workers", type=int)
+        cp.add_argument("--dis")
         print(json.dumps(child_ingest(cp.parse_args())))
     else:
         main()
