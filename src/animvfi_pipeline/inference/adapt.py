@@ -87,6 +87,10 @@ class AdaptResult:
         if self.n_train == 0:
             return (f"adapt: the clip has too few distinct drawings to learn from "
                     f"({self.n_held_out} held-out triplet(s)); using the original model")
+        if self.steps == 0:
+            return (f"adapt: the budget was spent reading the clip and scoring {self.n_held_out} held-out "
+                    f"triplets ({self.seconds:.0f} s) before any training step; using the original model "
+                    f"(raise --adapt-seconds)")
         verdict = "using the adapted model" if self.used_adapted else "no gain; using the original model"
         return (f"adapt: {self.steps} steps in {self.seconds:.0f} s, held-out PSNR {self.held_out_before:.2f} -> "
                 f"{self.held_out_after:.2f} dB: {verdict}")
@@ -183,6 +187,9 @@ def adapt_on_triplets(model: torch.nn.Module, train_set: list[Triplet], held_out
             steps += 1
             bar.update()
             bar.set_postfix(loss=f"{loss.item():.4f}")
+    if steps == 0:  # the budget went on reading the clip and the first check: nothing to compare
+        return AdaptResult(model, False, 0, time.perf_counter() - started, before, math.nan,
+                           len(train_set), len(held_out))
     adapted.eval()
     after = held_out_psnr(adapted, held_out, device)
     better = after > before  # NaN (a diverged copy) is never better
