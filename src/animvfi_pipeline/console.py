@@ -19,7 +19,7 @@ CLASSICAL = "classical"
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-DEFAULT_ADAPT_SECONDS = 120.0  # two minutes of a CPU: ~100-200 steps of 192 px crops (docs/interpolate.md)
+DEFAULT_ADAPT_SECONDS = 120.0  # two CPU minutes: ~70 steps of 4 crops on a busy 2-core CPU (docs/interpolate.md)
 
 log = logging.getLogger("animvfi_pipeline")
 
