@@ -2,6 +2,8 @@
 architecture, and names what it cannot read."""
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -78,17 +80,21 @@ def test_a_bad_init_from_names_the_path(tmp_path):
 
 
 def test_init_from_resolves_an_mlflow_model_uri(trained, tmp_path):
-    from animvfi_pipeline.tracking.registry import log_vfi_model
-
     ckpt = torch.load(trained, weights_only=True)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # Logged by a separate process, as `kedro run` would: this process may hold another test's run.
+    logged = subprocess.run(
+        [sys.executable, "-c", "import sys, mlflow, torch\n"
+         "from animvfi_pipeline.tracking.registry import log_vfi_model\n"
+         "with mlflow.start_run():\n"
+         "    print(log_vfi_model(torch.load(sys.argv[1], weights_only=True)))", str(trained)],
+        env={**os.environ, "MLFLOW_TRACKING_URI": uri}, capture_output=True, text=True, timeout=600, check=True)
+    model_uri = f"models:/{logged.stdout.split()[-1]}"
     previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri(uri)
     try:
-        with mlflow.start_run():
-            model_id = log_vfi_model(ckpt)
-        uri = f"models:/{model_id}"
-        vfi = VFITask({}, None, start=StartingPoint.of({"init_from": uri}, "animvfi.vfi")).build_model()
-        flow_start = StartingPoint.of({"init_from": uri}, "animvfi.flownet")
+        vfi = VFITask({}, None, start=StartingPoint.of({"init_from": model_uri}, "animvfi.vfi")).build_model()
+        flow_start = StartingPoint.of({"init_from": model_uri}, "animvfi.flownet")
         with pytest.raises(CheckpointError, match="models:/animvfi-nothing@champion"):
             StartingPoint.of({"init_from": "models:/animvfi-nothing@champion"}, "animvfi.vfi")
     finally:
