@@ -19,6 +19,7 @@ CLASSICAL = "classical"
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+DEFAULT_ADAPT_SECONDS = 120.0  # two CPU minutes: ~70 steps of 4 crops on a busy 2-core CPU (docs/interpolate.md)
 
 log = logging.getLogger("animvfi_pipeline")
 
@@ -70,6 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a frame repeats the previous drawing when at most this fraction of its pixels changed")
     p.add_argument("--max-hold", type=int, default=3,
                    help="with --dedup, drawings held longer than this many frames are pauses, kept still")
+    adapt = p.add_argument_group("test-time adaptation (docs/interpolate.md, --adapt)")
+    adapt.add_argument("--adapt", action="store_true",
+                       help="first fine-tune a copy of the model on the clip's own drawings; it is used only "
+                            "if it interpolates held-out drawings of the clip better")
+    adapt.add_argument("--adapt-seconds", type=float, default=None,
+                       help=f"time budget of --adapt in seconds (default {DEFAULT_ADAPT_SECONDS:g}, or none "
+                            "when only --adapt-steps is given)")
+    adapt.add_argument("--adapt-steps", type=int, default=None,
+                       help="stop --adapt after this many training steps (whichever of the two comes first)")
     p.add_argument("--codec", default=None, help="video encoder (default: libx264 for mp4/mkv/mov, VP9 for webm)")
     p.add_argument("--crf", type=int, default=18, help="x264/VP9 quality, lower is better")
     p.add_argument("--preset", default="medium", help="x264 speed preset (ultrafast ... veryslow)")
@@ -121,6 +131,10 @@ def _interpolate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> i
         parser.error(f"--batch-size must be 1 or more, got {args.batch_size}")
     if args.max_hold < 1:
         parser.error(f"--max-hold must be 1 or more, got {args.max_hold}")
+    if (args.adapt_seconds is not None or args.adapt_steps is not None) and not args.adapt:
+        parser.error("--adapt-seconds and --adapt-steps only apply with --adapt")
+    if args.adapt and args.model == CLASSICAL:
+        parser.error(f"--adapt fine-tunes a trained model; --model {CLASSICAL} has nothing to learn")
     if args.codec:
         try:
             choose_video_codec(args.output.suffix, None, args.codec)
@@ -151,25 +165,58 @@ def _make_interpolator(parser: argparse.ArgumentParser, args: argparse.Namespace
         return interp.classical_interpolator()
     settings = interp.ModelSettings(device=args.device, precision=args.precision, batch_size=args.batch_size,
                                     flow_scale=args.flow_scale, max_side=args.max_side, tile=args.tile)
-    if args.model is not None and interp.is_mlflow_uri(args.model):
+    try:
+        interpolator = interp.ModelInterpolator(_load_model(args.model, settings.device), settings)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.adapt:
+        interpolator.model = _adapted(parser, args, interpolator)
+    return interpolator
+
+
+def _adapted(parser: argparse.ArgumentParser, args: argparse.Namespace, interpolator):
+    """The model --adapt settles on for this clip (the original one unless adapting helped)."""
+    from animvfi_pipeline.inference.adapt import AdaptConfig, adapt_to_clip
+    from animvfi_pipeline.inference.schedule import parse_rate
+    from animvfi_pipeline.inference.video_io import check_output_location
+
+    check_output_location(args.output, args.overwrite)  # before minutes of adapting, not after
+
+    seconds = args.adapt_seconds
+    if seconds is None and args.adapt_steps is None:
+        seconds = DEFAULT_ADAPT_SECONDS
+    try:
+        config = AdaptConfig(seconds=seconds, steps=args.adapt_steps)
+    except ValueError as exc:
+        parser.error(f"--{exc}")
+    result = adapt_to_clip(interpolator.model, args.input, config, interpolator.device, progress=not args.quiet,
+                           folder_fps=parse_rate(args.input_fps))
+    if not args.quiet:
+        print(f"animvfi: {result.summary()}", file=sys.stderr)
+    return result.model.eval()
+
+
+def _load_model(model: str | None, device: str):
+    """The VFIModel ``--model`` names: a vfi.pt, an MLflow URI, or (None) the project's own model."""
+    from animvfi_pipeline.inference.interpolate import load_vfi_model_from, resolve_device
+    from animvfi_pipeline.tracking.model_source import is_mlflow_uri
+
+    if model is not None and is_mlflow_uri(model):
         _use_project_tracking_store()
-        log.info("using the MLflow model %s", args.model)
-        return interp.load_registered_interpolator(args.model, settings)
-    if args.model is not None:
-        model_path = Path(args.model)
+        log.info("using the MLflow model %s", model)
+        source = model
+    elif model is not None:
+        source = Path(model)
     else:
-        model_path = find_default_model()
-        if model_path is None:
+        source = find_default_model()
+        if source is None:
             raise CheckpointError(
                 DEFAULT_MODEL,
                 "no trained model here. Train one with `make run` (or `kedro run`) in the project folder, "
                 f"pass --model PATH to a vfi.pt, or use --model {CLASSICAL} for the no-training baseline",
             )
-        log.info("using the project's model %s (pass --model to choose another)", model_path)
-    try:
-        return interp.load_model_interpolator(model_path, settings)
-    except ValueError as exc:
-        parser.error(str(exc))
+        log.info("using the project's model %s (pass --model to choose another)", source)
+    return load_vfi_model_from(source, resolve_device(device))
 
 
 def find_default_model(start: Path | None = None) -> Path | None:

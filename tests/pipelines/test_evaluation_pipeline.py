@@ -109,3 +109,23 @@ def test_a_checkpoint_that_does_not_fit_its_config_is_refused(store, checkpoint)
 def test_a_misspelt_parameter_is_an_error(store, checkpoint):
     with pytest.raises(TypeError, match="splt"):
         evaluate(store, checkpoint, None, None, {"splt": "test"})
+
+
+def test_a_fine_tuned_model_is_reported_beside_the_model_it_started_from(store, checkpoint, tmp_path):
+    from animvfi_pipeline.models.checkpoint import save_checkpoint
+    from animvfi_pipeline.tracking.registry import weights_digest
+
+    save_checkpoint(tmp_path / "start.pt", checkpoint)
+    fine_tuned = dict(checkpoint, init_from={"source": str(tmp_path / "start.pt"),
+                                             "weights_digest": weights_digest(checkpoint)})
+    metrics, _, by_method, summary, *_ = evaluate(store, fine_tuned, None, None, _params(limit=1))
+    assert list(by_method["method"])[:2] == ["model", "start"]
+    assert "What fine-tuning added" in summary
+
+    # The start overwritten by other weights (say, the fine-tuned model saved to the same path):
+    # evaluation still reports everything else, without a `start` row that would be wrong.
+    other = make_checkpoint("animvfi.vfi", VFIModel(VFIConfig(**{**checkpoint["model_config"], "widths": [8, 8]})),
+                            {**checkpoint["model_config"], "widths": [8, 8]})
+    save_checkpoint(tmp_path / "start.pt", other)
+    metrics, *_ = evaluate(store, fine_tuned, None, None, _params(limit=1))
+    assert "start" not in metrics and "model" in metrics

@@ -171,18 +171,23 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _training_added(summary: Mapping[str, Mapping[str, float]]) -> list[str]:
-    """Lines stating model - prior (what training added) overall and per style group."""
-    if "model" not in summary or "prior" not in summary:
+def _added(summary: Mapping[str, Mapping[str, float]], base: str, title: str, what: str) -> list[str]:
+    """A line stating model - ``base`` overall and per style group (nothing if either is missing)."""
+    if "model" not in summary or base not in summary:
         return []
-    model, prior = summary["model"], summary["prior"]
+    model, other = summary["model"], summary[base]
     cells = []
     for key, label in (("", "all"), ("_unseen_style", "unseen style"), ("_seen_style", "seen styles")):
-        if f"psnr{key}" in model and f"psnr{key}" in prior:
-            cells.append(f"{label}: {model[f'psnr{key}'] - prior[f'psnr{key}']:+.2f} dB PSNR, "
-                         f"{model[f'ssim{key}'] - prior[f'ssim{key}']:+.4f} SSIM")
-    return ["", "**What training added** (model - prior, the same network with its learned parts off): "
-            + "; ".join(cells) + "."]
+        if f"psnr{key}" in model and f"psnr{key}" in other:
+            cells.append(f"{label}: {model[f'psnr{key}'] - other[f'psnr{key}']:+.2f} dB PSNR, "
+                         f"{model[f'ssim{key}'] - other[f'ssim{key}']:+.4f} SSIM")
+    return ["", f"**{title}** (model - {base}, {what}): " + "; ".join(cells) + "."]
+
+
+def _training_added(summary: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """What training added over the prior and, for a fine-tuned model, over its starting model."""
+    return (_added(summary, "prior", "What training added", "the same network with its learned parts off")
+            + _added(summary, "start", "What fine-tuning added", "the model it started from, init_from"))
 
 
 def markdown_summary(summary: Mapping[str, Mapping[str, float]], split: str = "test") -> str:

@@ -361,32 +361,16 @@ def classical_interpolator(preset: str = "medium") -> Interpolator:
     return interpolate
 
 
-MLFLOW_URI_SCHEMES = ("models:/", "runs:/")
-
-
-def is_mlflow_uri(text: str) -> bool:
-    return str(text).startswith(MLFLOW_URI_SCHEMES)
-
-
-def load_registered_interpolator(uri: str, settings: ModelSettings | None = None) -> ModelInterpolator:
-    """The model an MLflow URI names (``models:/animvfi-vfi@champion``), from the tracking store
-    MLflow is configured with; CheckpointError naming the URI if it cannot be loaded."""
-    from animvfi_pipeline.errors import CheckpointError
-    from animvfi_pipeline.tracking.registry import load_registered_model
-
+def load_model_interpolator(source: str | Path, settings: ModelSettings | None = None) -> ModelInterpolator:
+    """Load a trained ``vfi.pt`` or an MLflow model URI (CheckpointError naming it if it is not one
+    of ours); ``tracking.model_source`` resolves both, as fine-tuning's ``init_from`` does."""
     settings = settings or ModelSettings()
-    try:
-        model = load_registered_model(uri)
-    except Exception as exc:  # MlflowException (no such model/alias), or not one of our pyfunc models
-        raise CheckpointError(uri, f"cannot load this MLflow model: {exc}") from exc
-    return ModelInterpolator(model.to(resolve_device(settings.device)).eval(), settings)
+    return ModelInterpolator(load_vfi_model_from(source, resolve_device(settings.device)), settings)
 
 
-def load_model_interpolator(path: str | Path, settings: ModelSettings | None = None) -> ModelInterpolator:
-    """Load a trained ``vfi.pt`` (CheckpointError naming the file if it is not one of ours)."""
-    from animvfi_pipeline.models.checkpoint import load_vfi_model
+def load_vfi_model_from(source: str | Path, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """The VFIModel at ``source`` (a ``vfi.pt`` path or an MLflow URI), on ``device``, in eval mode."""
+    from animvfi_pipeline.models.checkpoint import build_vfi_model
+    from animvfi_pipeline.tracking.model_source import load_vfi_checkpoint
 
-    settings = settings or ModelSettings()
-    device = resolve_device(settings.device)
-    model = load_vfi_model(path, device=device)
-    return ModelInterpolator(model, settings)
+    return build_vfi_model(load_vfi_checkpoint(source), source=source).to(device).eval()

@@ -58,9 +58,11 @@ def main(argv: list[str] | None = None) -> None:
     store = TripletStore(args.store)
     if args.stage == "flow":
         result = fit_flow(store, params["flow_model"], params["flow_training"])
+    elif params["vfi_training"].get("init_from") is not None:  # fine-tuning brings its own flow network
+        result = fit_vfi(store, None, params["vfi_model"], params["vfi_training"])
     else:
         if not args.flownet:
-            parser.error("the vfi stage needs --flownet")
+            parser.error("the vfi stage needs --flownet (or vfi_training.init_from in --params)")
         flow_ckpt = load_checkpoint(args.flownet, "animvfi.flownet")
         if params["vfi_training"].get("flow_check", False):  # deterministic: every rank decides alike
             flow_ckpt, _ = flow_that_helps(store, flow_ckpt, params["vfi_model"])

@@ -11,12 +11,13 @@ under torchrun): build the datasets and the task from plain parameter dicts, the
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 
 from animvfi_pipeline.data.torch_dataset import TripletDataset
-from animvfi_pipeline.models.checkpoint import build_flownet, make_checkpoint
+from animvfi_pipeline.models.checkpoint import build_flownet, build_vfi_model, make_checkpoint
 from animvfi_pipeline.models.flownet import FlowNet, FlowNetConfig
 from animvfi_pipeline.models.vfi import VFIConfig, VFIModel
 from animvfi_pipeline.training.losses import flow_loss, make_perceptual_loss, ssim_loss, vfi_loss
@@ -48,8 +49,13 @@ class FlowTask:
     name = "flow"
     mode = "min"
 
-    def __init__(self, model_config: dict[str, Any], loss: dict[str, Any] | None = None, with_gt: bool = True):
-        self.config = FlowNetConfig.from_dict(dict(model_config))
+    def __init__(self, model_config: dict[str, Any], loss: dict[str, Any] | None = None, with_gt: bool = True,
+                 start: StartingPoint | None = None):
+        # Fine-tuning: the weights decide the architecture, so the checkpoint's config wins.
+        self.start = start
+        self.config = FlowNetConfig.from_dict(start.checkpoint["model_config"] if start else dict(model_config))
+        if start:
+            start.warn_about_ignored(model_config, self.config.to_dict())
         self.loss_options = dict(loss or {})
         self.with_gt = with_gt
         # Without stored flow there is nothing to measure EPE against; the photometric error
@@ -58,6 +64,8 @@ class FlowTask:
         self.val_metrics = (self.metric,)
 
     def build_model(self) -> FlowNet:
+        if self.start:
+            return build_flownet(self.start.checkpoint, source=self.start.source)
         return FlowNet(self.config)
 
     def loss(self, model, batch):
@@ -82,7 +90,7 @@ class FlowTask:
         return {"photo": torch.tensor(sum(photo), dtype=torch.float64), "count": n}
 
     def make_checkpoint(self, model) -> dict[str, Any]:
-        return make_checkpoint("animvfi.flownet", model, self.config.to_dict())
+        return make_checkpoint("animvfi.flownet", model, self.config.to_dict(), **_provenance(self.start))
 
     def figure(self, model, batch):
         from animvfi_pipeline.data.flow import flow_to_color
@@ -100,12 +108,18 @@ class VFITask:
     mode = "max"
     val_metrics = ("psnr", "ssim")
 
-    def __init__(self, model_config: dict[str, Any], flow_checkpoint: dict[str, Any],
-                 loss_weights: dict[str, float] | None = None, perceptual_weights: str | None = None):
+    def __init__(self, model_config: dict[str, Any], flow_checkpoint: dict[str, Any] | None,
+                 loss_weights: dict[str, float] | None = None, perceptual_weights: str | None = None,
+                 start: StartingPoint | None = None):
         if "flow" in model_config:
             raise ValueError("vfi model parameters must not set 'flow': the flow network comes from "
                              "the pretrained flownet checkpoint")
-        self.config = VFIConfig.from_dict({**model_config, "flow": flow_checkpoint["model_config"]})
+        self.start = start
+        if start:  # fine-tuning: the weights decide the architecture, flow network included
+            self.config = VFIConfig.from_dict(start.checkpoint["model_config"])
+            start.warn_about_ignored(model_config, self.config.to_dict())
+        else:
+            self.config = VFIConfig.from_dict({**model_config, "flow": flow_checkpoint["model_config"]})
         self.flow_checkpoint = flow_checkpoint
         self.loss_weights = dict(loss_weights or {"charbonnier": 1.0})
         self.perceptual_weights = perceptual_weights
@@ -113,6 +127,8 @@ class VFITask:
         self._perceptual_ready = False
 
     def build_model(self) -> VFIModel:
+        if self.start:
+            return build_vfi_model(self.start.checkpoint, source=self.start.source)
         flownet = build_flownet(self.flow_checkpoint, source="flownet_model")
         return VFIModel(self.config, flownet)
 
@@ -135,7 +151,7 @@ class VFITask:
         return {"psnr": psnr.sum(), "ssim": ssim.sum(), "count": torch.tensor(len(pred))}
 
     def make_checkpoint(self, model) -> dict[str, Any]:
-        return make_checkpoint("animvfi.vfi", model, self.config.to_dict())
+        return make_checkpoint("animvfi.vfi", model, self.config.to_dict(), **_provenance(self.start))
 
     def figure(self, model, batch):
         out = model(batch["img0"][:1], batch["img1"][:1], batch["t"][:1], prior=_first(batch.get("prior")))
@@ -153,6 +169,53 @@ class VFITask:
                 if self._perceptual is not None:
                     self._perceptual = self._perceptual.to(like.device)
         return self._perceptual
+
+
+@dataclass
+class StartingPoint:
+    """The trained model a fine-tuning run starts from (``init_from`` in the training parameters).
+
+    The loop's ``validate_start`` scores these weights as epoch 0 and keeps them unless an epoch
+    beats them, so fine-tuning never ends worse on validation than where it started.
+    """
+
+    source: str  # as the parameters give it: a path or an MLflow model URI
+    checkpoint: dict[str, Any]
+    weights_digest: str  # tracking.registry.weights_digest: evaluation finds the same weights again
+
+    @classmethod
+    def of(cls, training_params: dict[str, Any], kind: str) -> StartingPoint | None:
+        """Resolve ``training_params["init_from"]`` (None: train from scratch, as before)."""
+        from animvfi_pipeline.tracking.model_source import load_flow_checkpoint, load_vfi_checkpoint
+        from animvfi_pipeline.tracking.registry import weights_digest
+
+        source = training_params.get("init_from")
+        if source is None:
+            return None
+        load = load_vfi_checkpoint if kind == "animvfi.vfi" else load_flow_checkpoint
+        checkpoint = load(source)
+        start = cls(str(source), checkpoint, weights_digest(checkpoint))
+        log.info("fine-tuning from %s", start.source)
+        return start
+
+    def warn_about_ignored(self, params: dict[str, Any], used: dict[str, Any]) -> None:
+        differ = sorted(k for k, v in params.items() if k in used and _plain(v) != used[k])
+        if differ:
+            log.warning("init_from %s: its model config wins (the weights need it); ignoring the "
+                        "parameters' %s", self.source, ", ".join(differ))
+
+    def provenance(self) -> dict[str, str]:
+        """What the output checkpoint records about its start, so evaluation can score it beside."""
+        return {"source": self.source, "weights_digest": self.weights_digest}
+
+
+def _provenance(start: StartingPoint | None) -> dict[str, Any]:
+    # No key at all without init_from: checkpoints trained from scratch stay exactly as before.
+    return {"init_from": start.provenance()} if start else {}
+
+
+def _plain(value: Any) -> Any:
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 # -- what each training process runs ----------------------------------------------------------
@@ -187,17 +250,20 @@ def make_datasets(store: Any, data: dict[str, Any], seed: int, flows: bool = Tru
 def fit_flow(store: Any, model_params: dict[str, Any], training_params: dict[str, Any]) -> TrainResult | None:
     """Pretrain the flow network. Result on rank 0, None on other ranks."""
     cfg = TrainConfig.from_dict(dict(training_params.get("loop", {})))
-    task = FlowTask(model_params, training_params.get("loss"), with_gt=getattr(store, "has_flows", True))
+    task = FlowTask(model_params, training_params.get("loss"), with_gt=getattr(store, "has_flows", True),
+                    start=StartingPoint.of(training_params, "animvfi.flownet"))
     train_set, val_set = make_datasets(store, training_params.get("data", {}), cfg.seed, flow_config=task.config)
     return train(task, train_set, val_set, cfg, _logger(training_params))
 
 
-def fit_vfi(store: Any, flow_checkpoint: dict[str, Any], model_params: dict[str, Any],
+def fit_vfi(store: Any, flow_checkpoint: dict[str, Any] | None, model_params: dict[str, Any],
             training_params: dict[str, Any]) -> TrainResult | None:
-    """Train the interpolator around the pretrained flow network. Result on rank 0, None elsewhere."""
+    """Train the interpolator around the pretrained flow network, or fine-tune the VFI model
+    ``training_params["init_from"]`` names (then ``flow_checkpoint`` is not used). Result on rank 0,
+    None elsewhere."""
     cfg = TrainConfig.from_dict(dict(training_params.get("loop", {})))
     task = VFITask(model_params, flow_checkpoint, training_params.get("loss"),
-                   training_params.get("perceptual_weights"))
+                   training_params.get("perceptual_weights"), start=StartingPoint.of(training_params, "animvfi.vfi"))
     train_set, val_set = make_datasets(store, training_params.get("data", {}), cfg.seed, flows=False,
                                        flow_config=task.config.flow)
     return train(task, train_set, val_set, cfg, _logger(training_params))

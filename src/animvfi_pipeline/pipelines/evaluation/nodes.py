@@ -15,6 +15,7 @@ from animvfi_pipeline.evaluation.metrics import make_lpips
 from animvfi_pipeline.models.checkpoint import build_vfi_model
 from animvfi_pipeline.models.vfi import prior_network
 from animvfi_pipeline.tracking import gate, registry
+from animvfi_pipeline.tracking.model_source import load_starting_model
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,8 @@ def evaluate(
         evaluation_params: ``EvaluationParams`` fields.
 
     Returns:
-        metrics (``{method: {metric: value}}`` with methods model, prior, repeat, blend, classical_flow),
+        metrics (``{method: {metric: value}}`` with methods model, prior, repeat, blend, classical_flow,
+        and for a fine-tuned model ``start``, the model it started from),
         the per-triplet table, the per-method table, the Markdown summary, and the gallery,
         PSNR-distribution and training-curve figures.
     """
@@ -68,6 +70,10 @@ def evaluate(
         "blend": baselines.blend,
         "classical_flow": baselines.classical_flow_predictor(baselines.ClassicalFlowConfig(**params.classical_flow)),
     }
+    start = load_starting_model(vfi_model)
+    if start is not None:  # a fine-tuned model (init_from): what fine-tuning added is model - start
+        predictors = {"model": predictors.pop("model"), "start": baselines.model_predictor(start, device),
+                      **predictors}
     lpips_fn = make_lpips(str(device)) if params.lpips else None
     per_triplet = report.evaluate_methods(triplet_store, predictors, split=params.split, limit=params.limit,
                                           lpips_fn=lpips_fn, unseen_styles=params.unseen_styles)

@@ -21,7 +21,8 @@ def pretrain_flow(
         triplet_store: the ``TripletStore`` written by data_ingestion.
         flow_model_params: ``FlowNetConfig`` fields.
         flow_training_params: ``nproc`` (int or "auto"), ``data`` (crop, augment), ``loss``
-            (flow_loss weights), ``loop`` (``TrainConfig`` fields), ``tracking``.
+            (flow_loss weights), ``loop`` (``TrainConfig`` fields), ``tracking``, ``init_from`` (null,
+            or a ``flownet.pt`` / MLflow VFI model URI whose flow network is fine-tuned).
 
     Returns:
         The best epoch's checkpoint dict and the per-epoch history.

@@ -29,12 +29,17 @@ def train_vfi(
         vfi_training_params: ``nproc``, ``data`` (crop, augment, times), ``loss`` (term weights),
             ``perceptual_weights`` (VGG19 file or null), ``loop`` (``TrainConfig`` fields), ``tracking``,
             ``flow_check`` (start from DIS instead of the pretrained flow when that interpolates
-            the validation split better; ``training.tasks.flow_that_helps``).
+            the validation split better; ``training.tasks.flow_that_helps``), ``init_from`` (null, or
+            a trained ``vfi.pt`` / MLflow model URI to fine-tune: its config and flow network are
+            used, ``flownet_model`` and ``flow_check`` are not).
 
     Returns:
         The best epoch's checkpoint dict and the per-epoch history.
     """
-    if vfi_training_params.get("flow_check", False):
+    if vfi_training_params.get("init_from") is not None:
+        log.info("fine-tuning %s: its own flow network is fine-tuned, the flow check is skipped",
+                 vfi_training_params["init_from"])
+    elif vfi_training_params.get("flow_check", False):
         flownet_model, figures = flow_that_helps(triplet_store, flownet_model, vfi_model_params)
         get_logger(vfi_training_params.get("tracking", "auto")).log_metrics(
             {f"vfi/flow_check_{k}": v for k, v in figures.items()}, 0)
