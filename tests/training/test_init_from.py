@@ -88,7 +88,12 @@ def test_init_from_resolves_an_mlflow_model_uri(trained, tmp_path):
          "from animvfi_pipeline.tracking.registry import log_vfi_model\n"
          "with mlflow.start_run():\n"
          "    print(log_vfi_model(torch.load(sys.argv[1], weights_only=True)))", str(trained)],
-        env={**os.environ, "MLFLOW_TRACKING_URI": uri}, capture_output=True, text=True, timeout=600, check=True)
+        # Only this test's tracking store: an earlier test of the session may have left MLFLOW_*
+        # variables (a run id, an experiment) in this process's environment.
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
+             "MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true"},
+        capture_output=True, text=True, timeout=600)
+    assert logged.returncode == 0, logged.stderr[-2000:]
     model_uri = f"models:/{logged.stdout.split()[-1]}"
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
