@@ -237,3 +237,19 @@ def test_worker_processes_start_every_epoch_after_the_parent_used_opencv_threads
     cv2.resize(np.zeros((1080, 1920, 3), np.uint8), (960, 540))  # starts OpenCV's pool here
     result = train(ToyTask(), ToyData(8), ToyData(4, offset=100), _cfg(tmp_path, epochs=2, num_workers=1))
     assert list(result.history["epoch"]) == [1, 2]
+
+
+@pytest.mark.parametrize("validate_start", [False, True])
+def test_validation_keeps_no_autograd_graph(tmp_path, validate_start):
+    # With gradients on, every whole-frame validation batch held its autograd graph: the default
+    # run's main process peaked at 5-6 GB RSS (benchmarks/bench_training_memory.py).
+    graph_built = []
+
+    class Watching(ToyTask):
+        def evaluate(self, model, batch):
+            out = super().evaluate(model, batch)
+            graph_built.append(out["mse"].requires_grad)
+            return out
+
+    train(Watching(), ToyData(8), ToyData(8, offset=100), _cfg(tmp_path, epochs=1, validate_start=validate_start))
+    assert graph_built and not any(graph_built)
