@@ -23,7 +23,6 @@ import multiprocessing as mp
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,8 +30,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import psutil
 
+from proctree import run_watched  # benchmarks/proctree.py
 from animvfi_pipeline.data import h5store
 from animvfi_pipeline.data.atd12k import read_flow, read_image, scan_atd12k
 from animvfi_pipeline.data.h5store import IngestionConfig, write_triplets_h5
@@ -178,30 +177,10 @@ def measure(mode: str, root: Path, n: int, workers: int, flow: str = "gt", compr
             out: Path | None = None) -> dict:
     cmd = [sys.executable, __file__, mode, "--root", str(root), "--n", str(n), "--workers", str(workers),
            "--flow", flow, "--compression", compression, "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    top = psutil.Process(proc.pid)
-    peak, worker_cpu = 0, {}
-    while proc.poll() is None:
-        try:
-            tree = top.children(recursive=True)
-        except psutil.Error:
-            tree = []
-        rss = 0
-        for p in [top, *tree]:
-            try:
-                rss += p.memory_info().rss
-                # Pool workers are the forkserver's children; their whole life is work.
-                if p.ppid() != proc.pid and p.pid != proc.pid:
-                    t = p.cpu_times()
-                    worker_cpu[p.pid] = t.user + t.system
-            except psutil.Error:
-                pass
-        peak = max(peak, rss)
-        time.sleep(0.02)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{mode} failed ({proc.returncode})")
-    result = json.loads(proc.stdout.read().strip().splitlines()[-1])
-    cpu_s = result.pop("main_cpu_s") + sum(worker_cpu.values())
+    # Pool workers are the forkserver's children; their whole life is work.
+    result, peak, worker_cpu_s = run_watched(
+        cmd, lambda p, top: p.pid != top and p.ppid() != top, poll_s=0.02)
+    cpu_s = result.pop("main_cpu_s") + worker_cpu_s
     n_done = result["triplets"]
     if out is not None and out.exists():
         out.unlink()

@@ -17,13 +17,12 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import psutil
+from proctree import run_watched  # benchmarks/proctree.py
 
 ROOT = Path(__file__).resolve().parents[1]
 FPS, SHOT_SECONDS, STYLES = 24, 4, ("cel", "paper", "cg", "watercolor")
@@ -52,29 +51,8 @@ def child_ingest(args: argparse.Namespace) -> dict:
 def measure(root: Path, out: Path, workers: int, dis: str) -> dict:
     cmd = [sys.executable, __file__, "_ingest", "--root", str(root), "--out", str(out), "--workers", str(workers),
            "--dis", dis]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    top = psutil.Process(proc.pid)
-    peak, cpu = 0, {}
-    while proc.poll() is None:
-        rss = 0
-        try:
-            tree = [top, *top.children(recursive=True)]
-        except psutil.Error:
-            tree = []
-        for p in tree:
-            try:
-                rss += p.memory_info().rss
-                if p.pid != proc.pid:
-                    t = p.cpu_times()
-                    cpu[p.pid] = t.user + t.system
-            except psutil.Error:
-                pass
-        peak = max(peak, rss)
-        time.sleep(0.05)
-    if proc.returncode != 0:
-        raise RuntimeError(f"ingestion of {root} failed ({proc.returncode})")
-    result = json.loads(proc.stdout.read().strip().splitlines()[-1])
-    cpu_s = result.pop("main_cpu_s") + sum(cpu.values())
+    result, peak, children_cpu_s = run_watched(cmd, lambda p, top: p.pid != top)
+    cpu_s = result.pop("main_cpu_s") + children_cpu_s
     return {**result, "triplets_per_s": result["triplets"] / result["seconds"],
             "cpu_ms_per_triplet": 1000 * cpu_s / result["triplets"], "peak_tree_rss_mb": peak / 2**20}
 
