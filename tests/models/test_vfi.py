@@ -263,13 +263,14 @@ def _static_scene_pair(style: str, noise: float):
     return img, (img + flips / 255).clamp(0, 1)
 
 
-@pytest.mark.parametrize("style,how", [("paper", "linear"), ("watercolor", "linear"), ("watercolor", "both")])
-def test_with_the_gates_a_static_pair_comes_out_unchanged_whatever_the_weights(style, how, one_thread):
+@pytest.mark.parametrize("style,how,fusion", [("paper", "linear", "mean"), ("watercolor", "linear", "mean"),
+                                              ("watercolor", "both", "mean"), ("watercolor", "both", "select")])
+def test_with_the_gates_a_static_pair_comes_out_unchanged_whatever_the_weights(style, how, fusion, one_thread):
     # A pixel that does not move must come out as it went in, even from a model whose learned
     # parts would draw garbage everywhere else.
     flow = FlowNetConfig(channels=(8, 8, 8), depth=1, init="dis", residual_gate=0.02)
-    gated = _scramble(VFIModel(VFIConfig(**{**TINY, "flow": flow, "correction_gate": 0.02, "intermediate": how})),
-                      seed=1).eval()
+    gated = _scramble(VFIModel(VFIConfig(**{**TINY, "flow": flow, "correction_gate": 0.02, "intermediate": how,
+                                            "fusion": fusion})), seed=1).eval()
     ungated = _scramble(VFIModel(VFIConfig(**{**TINY, "flow": FlowNetConfig(channels=(8, 8, 8), depth=1,
                                                                               init="dis")})), seed=1).eval()
     for noise in (0.0, 0.5):  # identical frames, then frames differing by 0.5/255 on average
@@ -279,3 +280,51 @@ def test_with_the_gates_a_static_pair_comes_out_unchanged_whatever_the_weights(s
             bad = ungated.inference(img0, img1, 0.5)
         assert (out - img0).abs().mean() * 255 < 0.5, noise
         assert (bad - img0).abs().mean() * 255 > 2.0  # without the gates the same weights do damage
+
+
+@pytest.mark.parametrize("how", ["linear", "both"])
+def test_an_untrained_selector_is_the_fixed_mean_and_a_trained_one_is_loaded_back(how, tmp_path):
+    from animvfi_pipeline.models.checkpoint import build_vfi_model, make_checkpoint
+
+    mean_cfg = VFIConfig(**{**TINY, "flow": FlowNetConfig(channels=(8, 8, 8), depth=1, init="dis"), "intermediate": how})
+    select_cfg = VFIConfig(**{**mean_cfg.to_dict(), "fusion": "select"})
+    mean_model, select_model = VFIModel(mean_cfg).eval(), VFIModel(select_cfg).eval()
+    select_model.load_state_dict({**select_model.state_dict(), **mean_model.state_dict()})
+    img0, img1 = frame(0.0), frame(1.0)
+    for scale in (1.0, 0.5):
+        a = mean_model.inference(img0, img1, 0.5, scale=scale)
+        b = select_model.inference(img0, img1, 0.5, scale=scale)
+        assert (a - b).abs().max() < 1e-5, scale
+    _scramble(select_model.selector, seed=2)
+    ckpt = make_checkpoint("animvfi.vfi", select_model, select_cfg.to_dict())
+    loaded = build_vfi_model(ckpt).eval()
+    changed = select_model.inference(img0, img1, 0.5)
+    assert torch.equal(loaded.inference(img0, img1, 0.5), changed)
+    assert (changed - b).abs().max() > 1e-3  # the selector's weights do change the frame
+
+
+def test_the_selector_learns_to_take_the_warp_that_is_right():
+    # Frame 1's warp is replaced by garbage on the right half, in a way the cues show (the two
+    # warps disagree there): trained, the selector must lean on frame 0's warp there.
+    from animvfi_pipeline.models.fusion import WarpSelector, select_fusion
+
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    target = F.avg_pool2d(torch.rand(4, 3, H + 2, W + 2, generator=g), 3, 1)
+    good, bad = target, target.clone()
+    bad[..., W // 2:] = torch.rand(4, 3, H, W - W // 2, generator=g)
+    t, mask = torch.full((4,), 0.5), torch.full((4, 1, H, W), 0.5)
+    cues = torch.cat([t.view(-1, 1, 1, 1).expand(4, 1, H, W), torch.ones(4, 2, H, W),
+                      (good - bad).abs().mean(1, keepdim=True), torch.zeros(4, 2, H, W)], 1)
+    selector = WarpSelector(k=1, width=8)
+    opt = torch.optim.Adam(selector.parameters(), lr=3e-3)
+    with torch.no_grad():
+        before = err(select_fusion(selector(cues), [good], [bad], mask, t), target)
+    for _ in range(150):
+        loss = charbonnier(select_fusion(selector(cues), [good], [bad], mask, t), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after = err(select_fusion(selector(cues), [good], [bad], mask, t), target)
+    assert after < 0.3 * before

@@ -3,7 +3,8 @@
     img0, img1 --FlowNet--> flow_01, flow_10
         --linear and/or splatted motion at t--> flow_t0, flow_t1 (one pair per estimate)
         --warp, mean over the estimates--> warped0, warped1 --SynthesisNet--> mask, residual, flow_delta
-        --re-warp with refined flows, t-weighted fusion + residual--> pred
+        --re-warp with refined flows, t-weighted fusion (or a learned choice among the warps,
+          models.fusion) + residual--> pred
 """
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from animvfi_pipeline.models.flownet import FlowNet, FlowNetConfig, pad_to_multiple, resize_flow
+from animvfi_pipeline.models.fusion import WarpSelector, select_fusion, selection_cues
 from animvfi_pipeline.models.splat import splatted_flows
 from animvfi_pipeline.models.synthesis import build_backbone
 from animvfi_pipeline.models.warp import mismatch_gate, warp
 
 
 INTERMEDIATE = ("linear", "splat", "both")
+FUSION = ("mean", "select")
 
 
 @dataclass
@@ -43,6 +46,11 @@ class VFIConfig:
     # "both": each frame is warped along both estimates and the two warps averaged; their errors
     # differ, so the mean beats either (docs/training.md, "The fixed core").
     intermediate: str = "linear"
+    # How the warps are combined: "mean" (the t-weighted mean, weighed by the synthesis net's mask)
+    # or "select": a small net that sees only colour-free cues (models.fusion) chooses, per pixel,
+    # how much each warp counts. Old checkpoints without the key keep "mean".
+    fusion: str = "mean"
+    selector_width: int = 24
 
     def __post_init__(self) -> None:
         if isinstance(self.flow, dict):
@@ -50,6 +58,8 @@ class VFIConfig:
         self.widths = tuple(int(c) for c in self.widths)
         if self.intermediate not in INTERMEDIATE:
             raise ValueError(f"VFIConfig: intermediate must be one of {INTERMEDIATE}, got {self.intermediate!r}")
+        if self.fusion not in FUSION:
+            raise ValueError(f"VFIConfig: fusion must be one of {FUSION}, got {self.fusion!r}")
 
     def to_dict(self) -> dict:
         """JSON-like (lists, not tuples) so checkpoints load with ``weights_only=True``."""
@@ -97,13 +107,14 @@ def flows_at_t(flow_01: torch.Tensor, flow_10: torch.Tensor, t: torch.Tensor, ho
     return torch.cat((lin[0], spl[0]), 1), torch.cat((lin[1], spl[1]), 1)
 
 
+def warps_along(img: torch.Tensor, flows: torch.Tensor) -> list[torch.Tensor]:
+    """``img`` backward-warped along each of the k flows stacked in ``flows`` (B, 2k, H, W)."""
+    return [warp(img, flows[:, 2 * i:2 * i + 2]) for i in range(flows.shape[1] // 2)]
+
+
 def warp_mean(img: torch.Tensor, flows: torch.Tensor) -> torch.Tensor:
     """The mean of ``img`` backward-warped along each flow of ``flows`` (B, 2k, H, W)."""
-    k = flows.shape[1] // 2
-    out = warp(img, flows[:, :2])
-    for i in range(1, k):
-        out = out + warp(img, flows[:, 2 * i:2 * i + 2])
-    return out / k
+    return torch.stack(warps_along(img, flows)).mean(0)
 
 
 def mean_flow(flows: torch.Tensor) -> torch.Tensor:
@@ -152,6 +163,8 @@ class VFIModel(nn.Module):
             transformer_dim=self.cfg.transformer_dim, transformer_layers=self.cfg.transformer_layers,
             transformer_heads=self.cfg.transformer_heads, patch_size=self.cfg.patch_size,
         )
+        k = 2 if self.cfg.intermediate == "both" else 1
+        self.selector = WarpSelector(k, self.cfg.selector_width) if self.cfg.fusion == "select" else None
         if self.cfg.freeze_flow:
             self.flownet.requires_grad_(False)
         self.multiple = max(self.flownet.multiple, self.synthesis.multiple)
@@ -185,10 +198,18 @@ class VFIModel(nn.Module):
             flows_t1 = flows_t1 + gate * syn["flow_delta"][:, 2:].repeat(1, k, 1, 1)
             warped0, warped1 = warp_mean(img0, flows_t0), warp_mean(img1, flows_t1)
         m = syn["mask"]
-        pred = fuse(m, warped0, warped1, t) + gate * syn["residual"]
-        out = dict(pred=pred, flow_01=flow_01, flow_10=flow_10, flow_t0=mean_flow(flows_t0),
+        out = dict(flow_01=flow_01, flow_10=flow_10, flow_t0=mean_flow(flows_t0),
                    flow_t1=mean_flow(flows_t1), flows_t0=flows_t0, flows_t1=flows_t1,
                    mask=m, warped0=warped0, warped1=warped1)
+        if self.selector is not None:
+            warps0, warps1 = warps_along(img0, flows_t0), warps_along(img1, flows_t1)
+            cues = selection_cues(warps0, warps1, flow_01, flow_10, out["flow_t0"], out["flow_t1"], t)
+            out["fusion_logits"] = self.selector(cues)
+            base = select_fusion(out["fusion_logits"], warps0, warps1, m, t)
+        else:
+            base = fuse(m, warped0, warped1, t)
+        out["residual"] = gate * syn["residual"]
+        out["pred"] = base + out["residual"]
         out = {k: v[..., :h, :w] for k, v in out.items()}
         out["gates"] = syn["gates"]  # at padded resolution; for inspection only
         return out
@@ -213,13 +234,17 @@ class VFIModel(nn.Module):
         shrink = dict(size=small, mode="bilinear", align_corners=False, antialias=True)
         out = self(F.interpolate(img0, **shrink), F.interpolate(img1, **shrink), t)
         img0, img1 = (x.expand(t.numel(), -1, -1, -1) for x in (img0, img1))  # one pair, several t
-        residual = out["pred"] - fuse(out["mask"], out["warped0"], out["warped1"], t)
         grow = dict(size=(h, w), mode="bilinear", align_corners=False)
         # flows_t*: every estimate (VFIConfig.intermediate = both); a model without them has one.
-        flows_t0, flows_t1 = (resize_flow(out.get(k + "s", out[k]), (h, w)).to(img0.dtype)
-                              for k in ("flow_t0", "flow_t1"))
-        pred = fuse(F.interpolate(out["mask"], **grow), warp_mean(img0, flows_t0), warp_mean(img1, flows_t1), t)
-        return (pred + F.interpolate(residual, **grow)).clamp(0, 1)
+        flows_t0, flows_t1 = (resize_flow(out.get(f"flows_t{i}", out[f"flow_t{i}"]), (h, w)).to(img0.dtype)
+                              for i in (0, 1))
+        mask = F.interpolate(out["mask"], **grow)
+        if "fusion_logits" in out:
+            pred = select_fusion(F.interpolate(out["fusion_logits"], **grow), warps_along(img0, flows_t0),
+                                 warps_along(img1, flows_t1), mask, t)
+        else:
+            pred = fuse(mask, warp_mean(img0, flows_t0), warp_mean(img1, flows_t1), t)
+        return (pred + F.interpolate(out["residual"], **grow)).clamp(0, 1)
 
 
 def prior_network(cfg: VFIConfig) -> VFIModel:
