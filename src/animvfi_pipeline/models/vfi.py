@@ -244,7 +244,10 @@ class VFIModel(nn.Module):
                                  warps_along(img1, flows_t1), mask, t)
         else:
             pred = fuse(mask, warp_mean(img0, flows_t0), warp_mean(img1, flows_t1), t)
-        return (pred + F.interpolate(out["residual"], **grow)).clamp(0, 1)
+        residual = out.get("residual")
+        if residual is None:  # a forward pass that does not report it (mean fusion): what the fusion left
+            residual = out["pred"] - fuse(out["mask"], out["warped0"], out["warped1"], t)
+        return (pred + F.interpolate(residual, **grow)).clamp(0, 1)
 
 
 def prior_network(cfg: VFIConfig) -> VFIModel:
