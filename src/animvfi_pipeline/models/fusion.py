@@ -20,6 +20,7 @@ import torch.nn as nn
 
 from animvfi_pipeline.models.flownet import conv, pad_to_multiple
 from animvfi_pipeline.models.splat import fb_consistency
+from animvfi_pipeline.models.synthesis import _log_magnitude
 from animvfi_pipeline.models.warp import warp
 
 
@@ -30,10 +31,6 @@ def cue_channels(k: int) -> int:
 
 def _diff(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).abs().mean(1, keepdim=True)
-
-
-def _log_magnitude(flow: torch.Tensor) -> torch.Tensor:
-    return torch.log1p((flow[:, :1] ** 2 + flow[:, 1:2] ** 2 + 1e-6).sqrt())
 
 
 def selection_cues(warps0: list[torch.Tensor], warps1: list[torch.Tensor], flow_01: torch.Tensor,

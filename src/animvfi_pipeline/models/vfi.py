@@ -189,20 +189,23 @@ class VFIModel(nn.Module):
         if img0.shape[0] < t.numel():  # one pair at several times: its flow is computed once
             img0, img1, flow_01, flow_10 = (x.expand(t.numel(), -1, -1, -1) for x in (img0, img1, flow_01, flow_10))
         flows_t0, flows_t1 = flows_at_t(flow_01, flow_10, t, self.cfg.intermediate)
-        warped0, warped1 = warp_mean(img0, flows_t0), warp_mean(img1, flows_t1)
+        # Each frame along each estimate (the selector weighs them one by one); the synthesis net,
+        # the gates and the mean fusion see their mean.
+        warps0, warps1 = warps_along(img0, flows_t0), warps_along(img1, flows_t1)
+        warped0, warped1 = torch.stack(warps0).mean(0), torch.stack(warps1).mean(0)
         syn = self.synthesis(img0, img1, warped0, warped1, mean_flow(flows_t0), mean_flow(flows_t1), t)
         gate = mismatch_gate(warped0, warped1, self.cfg.correction_gate) if self.cfg.correction_gate > 0 else 1.0
         if self.cfg.refine_flow:
             k = flows_t0.shape[1] // 2  # one correction, applied to every estimate
             flows_t0 = flows_t0 + gate * syn["flow_delta"][:, :2].repeat(1, k, 1, 1)
             flows_t1 = flows_t1 + gate * syn["flow_delta"][:, 2:].repeat(1, k, 1, 1)
-            warped0, warped1 = warp_mean(img0, flows_t0), warp_mean(img1, flows_t1)
+            warps0, warps1 = warps_along(img0, flows_t0), warps_along(img1, flows_t1)
+            warped0, warped1 = torch.stack(warps0).mean(0), torch.stack(warps1).mean(0)
         m = syn["mask"]
         out = dict(flow_01=flow_01, flow_10=flow_10, flow_t0=mean_flow(flows_t0),
                    flow_t1=mean_flow(flows_t1), flows_t0=flows_t0, flows_t1=flows_t1,
                    mask=m, warped0=warped0, warped1=warped1)
         if self.selector is not None:
-            warps0, warps1 = warps_along(img0, flows_t0), warps_along(img1, flows_t1)
             cues = selection_cues(warps0, warps1, flow_01, flow_10, out["flow_t0"], out["flow_t1"], t)
             out["fusion_logits"] = self.selector(cues)
             base = select_fusion(out["fusion_logits"], warps0, warps1, m, t)
