@@ -328,3 +328,31 @@ def test_the_selector_learns_to_take_the_warp_that_is_right():
     with torch.no_grad():
         after = err(select_fusion(selector(cues), [good], [bad], mask, t), target)
     assert after < 0.3 * before
+
+
+def test_without_a_synthesis_net_the_model_is_its_prior_and_only_the_selector_learns():
+    # backbone "none": nothing can paint a pixel. With the mean fusion the model is exactly the
+    # prior of the same config with a synthesis net; with "select" the selector is all it learns,
+    # and even scrambled it leaves a static textured pair as it is.
+    from animvfi_pipeline.models.vfi import prior_network
+
+    flow = FlowNetConfig(channels=(8, 8, 8), depth=1, init="dis")
+    bare = VFIModel(VFIConfig(**{**TINY, "flow": flow, "backbone": "none", "intermediate": "both"})).eval()
+    prior = prior_network(VFIConfig(**{**TINY, "flow": flow, "intermediate": "both"}))
+    prior.flownet.load_state_dict(bare.flownet.state_dict())
+    img0, img1 = frame(0.0), frame(1.0)
+    for scale in (1.0, 0.5):
+        assert (bare.inference(img0, img1, 0.5, scale=scale) - prior.inference(img0, img1, 0.5, scale=scale)).abs().max() < 1e-5
+
+    select = VFIModel(VFIConfig(**{**TINY, "flow": flow, "backbone": "none", "intermediate": "both",
+                                   "fusion": "select", "freeze_flow": True}))
+    learned = [name for name, p in select.named_parameters() if p.requires_grad]
+    assert learned and all(name.startswith("selector.") for name in learned)
+    _scramble(select.selector, seed=3).eval()
+    static0, static1 = _static_scene_pair("watercolor", 0.5)
+    with torch.no_grad():
+        out = select.inference(static0, static1, 0.5)
+        far0, far1 = frame(0.0, move=16), frame(1.0, move=16)  # where the warps disagree
+        moving = select.inference(far0, far1, 0.5)
+        assert (out - static0).abs().mean() * 255 < 0.5
+        assert (moving - prior.inference(far0, far1, 0.5)).abs().max() > 1e-3  # the selector does act

@@ -253,3 +253,12 @@ def test_validation_keeps_no_autograd_graph(tmp_path, validate_start):
 
     train(Watching(), ToyData(8), ToyData(8, offset=100), _cfg(tmp_path, epochs=1, validate_start=validate_start))
     assert graph_built and not any(graph_built)
+
+
+def test_a_model_with_nothing_to_train_is_refused_by_name(tmp_path):
+    class FrozenTask(ToyTask):
+        def build_model(self):
+            return super().build_model().requires_grad_(False)
+
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        train(FrozenTask(), ToyData(16), ToyData(8, offset=100), _cfg(tmp_path))

@@ -199,9 +199,12 @@ def adapt_on_triplets(model: torch.nn.Module, train_set: list[Triplet], held_out
 
 def trainable_parameters(model: torch.nn.Module, group: str) -> list[torch.nn.Parameter]:
     """The parameters ``group`` adapts; every other parameter of ``model`` is frozen."""
-    parts = {"all": model, "flow": model.flownet, "synthesis": model.synthesis}
+    # "synthesis": every learned part after the flow (the synthesis net and the warp selector).
+    parts = {"all": [model], "flow": [model.flownet],
+             "synthesis": [m for m in (model.synthesis, getattr(model, "selector", None)) if m is not None]}
     model.requires_grad_(False)
-    parts[group].requires_grad_(True)
+    for part in parts[group]:
+        part.requires_grad_(True)
     # The flow network runs under no_grad when the config freezes it; adapting it needs gradients.
     if group != "synthesis" and getattr(model.cfg, "freeze_flow", False):
         model.cfg = dataclasses.replace(model.cfg, freeze_flow=False)

@@ -216,8 +216,27 @@ class SynthesisNet(nn.Module):
         }
 
 
-def build_backbone(name: str, **kwargs) -> SynthesisNet:
-    """The synthesis backbone called ``name`` (one of BACKBONES); kwargs go to SynthesisNet."""
+class NoSynthesis(nn.Module):
+    """``backbone: none``: no synthesis network. Mask 0.5 (the plain t-weighted mean), no residual,
+    no flow change -- what a trained SynthesisNet starts from, at no cost. With ``fusion: select``
+    the model is then the DIS prior plus a learned choice among its warps, nothing that can paint
+    a pixel (docs/training.md, "The selector alone")."""
+
+    multiple = 1
+
+    def forward(self, img0: torch.Tensor, img1: torch.Tensor, warped0: torch.Tensor,
+                warped1: torch.Tensor, flow_t0: torch.Tensor, flow_t1: torch.Tensor,
+                t: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        b, _, h, w = img0.shape
+        zeros = img0.new_zeros(b, 1, h, w)
+        return {"mask": zeros + 0.5, "residual": zeros.expand(b, 3, h, w),
+                "flow_delta": zeros.expand(b, 4, h, w), "gates": []}
+
+
+def build_backbone(name: str, **kwargs) -> SynthesisNet | NoSynthesis:
+    """The synthesis backbone called ``name`` (one of BACKBONES, or "none"); kwargs go to SynthesisNet."""
+    if name == "none":
+        return NoSynthesis()
     if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; valid names: {', '.join(BACKBONES)}")
+        raise ValueError(f"unknown backbone {name!r}; valid names: {', '.join(BACKBONES)}, none")
     return SynthesisNet(name, **kwargs)

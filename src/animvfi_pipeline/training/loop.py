@@ -115,6 +115,9 @@ def train(
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
+    if not params:  # e.g. backbone none + fusion mean + freeze_flow: a fixed model, nothing to fit
+        raise ValueError(f"{stage}: the model has no trainable parameters; check its config "
+                         f"(a frozen flow net with no synthesis net and no selector learns nothing)")
     optimizer = torch.optim.AdamW(
         [
             # Weight decay shrinks weight matrices and kernels; on biases and norm gains it only hurts.
