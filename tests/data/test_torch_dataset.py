@@ -90,13 +90,19 @@ def test_samples_have_the_documented_shapes_and_ranges():
     assert s["t"].item() == 0.5 and s["index"].item() == 0
 
 
-def test_every_augmentation_keeps_flow_frames_and_t_consistent():
-    ds = TripletDataset(TranslationStore(), "train", crop=(32, 40), augment=True, times="all", seed=3)
-    signs, times = set(), set()
+@pytest.mark.parametrize("colour", [False, True])
+def test_every_augmentation_keeps_flow_frames_and_t_consistent(colour):
+    # With colour augmentation the three frames must be recoloured alike, or the flow no longer
+    # maps one onto the other and the target is no in-between of the ends.
+    ds = TripletDataset(TranslationStore(), "train", crop=(32, 40), augment=True, times="all", seed=3, colour=colour)
+    plain = TripletDataset(TranslationStore(), "train", crop=(32, 40), augment=True, times="all", seed=3)
+    signs, times, recoloured = set(), set(), 0
     for epoch in range(6):
         ds.set_epoch(epoch)
+        plain.set_epoch(epoch)
         for i in range(len(ds)):
             s = ds[i]
+            recoloured += (s["img0"] - plain[i]["img0"]).abs().mean().item() > 0.02
             img0, img1, tgt = s["img0"][None], s["img1"][None], s["target"][None]
             f01, f10, t = s["flow_01"][None], s["flow_10"][None], s["t"].item()
             assert _interior_error(warp(img1, f01), img0) < 0.02
@@ -108,6 +114,7 @@ def test_every_augmentation_keeps_flow_frames_and_t_consistent():
     # the check above must have seen every flip / reversal combination to mean anything
     assert len(signs) == 4
     assert times == {0.25, 0.5, 0.75}
+    assert (recoloured > len(ds)) if colour else recoloured == 0
 
 
 def test_times_all_adds_the_extra_frames_as_samples():

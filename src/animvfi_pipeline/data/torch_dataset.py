@@ -30,6 +30,10 @@ class TripletDataset(Dataset):
 
     crop: ``(h, w)`` window; random when ``augment`` else centred; ``None`` keeps whole frames.
     augment: random crop, horizontal and vertical flips, temporal reversal.
+    colour: with ``augment``, also recolour each sample, the same way for its three frames: the
+        RGB channels in a random order and a random gamma (0.6-1.6) per channel. Motion and
+        outlines stay; the palette and the contrast of shading change, so what the model learns
+        is less tied to the training styles' colours (docs/training.md, "Colour augmentation").
     times: ``"middle"`` trains on frame2 (t = 0.5) only; ``"all"`` adds the store's extra frames
         at their own t (arbitrary-t training), one sample per target frame.
     flows: ``False`` skips reading the flows (VFI training does not need them; at 960x540 they
@@ -61,12 +65,14 @@ class TripletDataset(Dataset):
         prior: str | None = None,
         prior_from: str = "frames",
         compact: bool = False,
+        colour: bool = False,
     ):
         if times not in ("middle", "all"):
             raise ValueError(f"times must be 'middle' or 'all', not {times!r}")
         self.store = store
         self.split = split
         self.augment = augment
+        self.colour = colour
         self.seed = seed
         self.epoch = 0
         self.prior = prior
@@ -141,6 +147,8 @@ class TripletDataset(Dataset):
                 img0, img1 = img1, img0
                 fields = {_REVERSED[k]: f for k, f in fields.items()}
                 t = 1.0 - t
+            if self.colour:
+                img0, img1, tgt = recolour((img0, img1, tgt), rng)
 
         sample = {
             "img0": _image(img0, self.compact),
@@ -163,6 +171,20 @@ class TripletDataset(Dataset):
         if rng is None:
             return (height - h) // 2, (width - w) // 2
         return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
+
+
+def recolour(frames: tuple[np.ndarray, ...], rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """The same random recolouring of every (h, w, 3) uint8 frame: channels permuted, then a
+    gamma in [0.6, 1.6] per channel (a 256-entry lookup table, cheap on uint8)."""
+    order = rng.permutation(3)
+    gammas = np.exp(rng.uniform(np.log(0.6), np.log(1.6), size=3))
+    levels = np.arange(256, dtype=np.float64) / 255
+    luts = [np.round(255 * levels ** g).astype(np.uint8) for g in gammas]
+    out = []
+    for f in frames:
+        f = f[..., order]
+        out.append(np.stack([luts[c][f[..., c]] for c in range(3)], axis=-1))
+    return tuple(out)
 
 
 _REVERSED = {"flow_01": "flow_10", "flow_10": "flow_01", "prior_01": "prior_10", "prior_10": "prior_01"}

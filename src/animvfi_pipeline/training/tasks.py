@@ -240,7 +240,7 @@ def make_datasets(store: Any, data: dict[str, Any], seed: int, flows: bool = Tru
                  else "computed on each sample's frames in the DataLoader workers")
     train_set = TripletDataset(store, "train", crop=data.get("crop"), augment=data.get("augment", True),
                                times=data.get("times", "middle"), seed=seed, flows=flows, prior=prior,
-                               prior_from=prior_from, compact=True)
+                               prior_from=prior_from, compact=True, colour=data.get("colour", False))
     val_set = TripletDataset(store, "val", crop=data.get("val_crop"), augment=False, times="middle", seed=seed,
                              flows=flows, prior=prior, prior_from=prior_from, compact=True)
     log.info("training on %d samples, validating on %d", len(train_set), len(val_set))
