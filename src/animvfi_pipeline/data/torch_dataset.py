@@ -33,7 +33,7 @@ class TripletDataset(Dataset):
     colour: with ``augment``, also recolour each sample, the same way for its three frames: the
         RGB channels in a random order and a random gamma (0.6-1.6) per channel. Motion and
         outlines stay; the palette and the contrast of shading change, so what the model learns
-        is less tied to the training styles' colours (docs/training.md, "Colour augmentation").
+        is less tied to the training styles' colours (measured: no gain, docs/training.md "The selector's recipe").
     times: ``"middle"`` trains on frame2 (t = 0.5) only; ``"all"`` adds the store's extra frames
         at their own t (arbitrary-t training), one sample per target frame.
     flows: ``False`` skips reading the flows (VFI training does not need them; at 960x540 they
