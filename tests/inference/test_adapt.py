@@ -75,3 +75,16 @@ def test_adapted_weights_that_do_better_are_used(clip):
     assert result.held_out_after > result.held_out_before  # the untrained synthesis net has a lot to learn
     assert result.used_adapted and result.model is not model
     assert "using the adapted model" in result.summary()
+
+
+def test_the_synthesis_group_adapts_the_warp_selector_too_and_refuses_a_model_without_one():
+    from animvfi_pipeline.inference.adapt import trainable_parameters
+
+    flow = FlowNetConfig(channels=(8, 8, 8), depth=1, init="dis")
+    select = VFIModel(VFIConfig(flow=flow, widths=(8, 8, 8, 8), backbone="none", fusion="select", intermediate="both"))
+    names = {id(p): n for n, p in select.named_parameters()}
+    learned = [names[id(p)] for p in trainable_parameters(select, "synthesis")]
+    assert learned and all(n.startswith("selector.") for n in learned)
+    bare = VFIModel(VFIConfig(flow=flow, backbone="none"))
+    with pytest.raises(ValueError, match="--parameters synthesis"):
+        trainable_parameters(bare, "synthesis")

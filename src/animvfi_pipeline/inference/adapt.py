@@ -208,7 +208,10 @@ def trainable_parameters(model: torch.nn.Module, group: str) -> list[torch.nn.Pa
     # The flow network runs under no_grad when the config freezes it; adapting it needs gradients.
     if group != "synthesis" and getattr(model.cfg, "freeze_flow", False):
         model.cfg = dataclasses.replace(model.cfg, freeze_flow=False)
-    return [p for p in model.parameters() if p.requires_grad]
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:  # backbone none with the mean fusion: nothing after the flow learns
+        raise ValueError(f"--parameters {group}: this model has no learned parts there; use all or flow")
+    return params
 
 
 def random_batch(triplets: list[Triplet], batch_size: int, crop: int, rng: np.random.Generator,

@@ -220,7 +220,7 @@ class NoSynthesis(nn.Module):
     """``backbone: none``: no synthesis network. Mask 0.5 (the plain t-weighted mean), no residual,
     no flow change -- what a trained SynthesisNet starts from, at no cost. With ``fusion: select``
     the model is then the DIS prior plus a learned choice among its warps, nothing that can paint
-    a pixel (docs/training.md, "The selector alone")."""
+    a pixel (docs/training.md, "The selector's recipe")."""
 
     multiple = 1
 
