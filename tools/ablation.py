@@ -39,6 +39,7 @@ VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "colour": ("colour augmentation (channel order, gamma per channel)", {"vfi_model.freeze_flow": False, "vfi_training.data.colour": True}),
     "selector_48": ("a selector twice as wide (selector_width 48)", {"vfi_model.freeze_flow": False, "vfi_model.selector_width": 48}),
     "seed_1": ("seed 1 instead of 0 (run-to-run spread)", {"vfi_model.freeze_flow": False, "vfi_training.loop.seed": 1}),
+    "default_seed_1": ("default with seed 1 instead of 0", {"vfi_training.loop.seed": 1}),
 }
 PIPELINES = "flow_pretraining,vfi_training,evaluation"
 ROWS = (("all", ""), ("unseen style", "_unseen_style"), ("seen styles", "_seen_style"))
