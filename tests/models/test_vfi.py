@@ -87,7 +87,25 @@ def test_splatted_flows_move_the_square_as_a_whole_where_the_linear_estimate_spl
         assert err(warp(img, spl), mid) < 0.002
 
 
-@pytest.mark.parametrize("how", ["linear", "splat", "both"])
+def test_the_linear_estimate_is_the_t_weighted_mean_of_the_one_sided_ones():
+    # intermediate: all adds the two one-sided estimates; Super SloMo's linear one lies between
+    # them, so a sign or side mix-up in one_sided_flows shows here.
+    from animvfi_pipeline.models.vfi import one_sided_flows
+
+    flow_01, flow_10 = exact_flows()
+    t = torch.tensor([0.3])
+    lin_t0, lin_t1 = intermediate_flows(flow_01, flow_10, t)
+    one_t0, one_t1 = one_sided_flows(flow_01, flow_10, t)
+    for lin, one in ((lin_t0, one_t0), (lin_t1, one_t1)):
+        assert torch.allclose(lin, 0.7 * one[:, :2] + 0.3 * one[:, 2:], atol=1e-5)
+    # Each one-sided estimate carries its frame's pixels along their own motion: frame 0's
+    # square, warped along the frame-0-sided flow from t, lands where the square is at t.
+    img0, mid = frame(0), frame(0.5)
+    half = torch.tensor([0.5])
+    assert err(warp(img0, one_sided_flows(flow_01, flow_10, half)[0][:, :2]), mid) < err(img0, mid)
+
+
+@pytest.mark.parametrize("how", ["linear", "splat", "both", "all"])
 def test_every_intermediate_estimate_interpolates_with_exact_flow(how):
     model = VFIModel(VFIConfig(**{**TINY, "intermediate": how}), flownet=GivenFlows(*exact_flows())).eval()
     img0, img1, mid = frame(0), frame(1), frame(0.5)

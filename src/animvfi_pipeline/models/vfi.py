@@ -21,7 +21,8 @@ from animvfi_pipeline.models.synthesis import build_backbone
 from animvfi_pipeline.models.warp import mismatch_gate, warp
 
 
-INTERMEDIATE = ("linear", "splat", "both")
+INTERMEDIATE = ("linear", "splat", "both", "all")
+ESTIMATES = {"linear": 1, "splat": 1, "both": 2, "all": 4}  # flows from t per frame, for each choice
 FUSION = ("mean", "select")
 
 
@@ -44,7 +45,9 @@ class VFIConfig:
     # How the flows from time t are estimated: "linear" (Super SloMo, reads the 0 -> 1 flow at the
     # same pixel), "splat" (forward-splats every pixel to where it is at t, models.splat), or
     # "both": each frame is warped along both estimates and the two warps averaged; their errors
-    # differ, so the mean beats either (docs/training.md, "The fixed core").
+    # differ, so the mean beats either (docs/training.md, "The fixed core"). "all": also the two
+    # one-sided estimates Super SloMo's linear one interpolates between (``one_sided_flows``),
+    # four warps per frame; right where the others cross a motion boundary (docs/training.md).
     intermediate: str = "linear"
     # How the warps are combined: "mean" (the t-weighted mean, weighed by the synthesis net's mask)
     # or "select": a small net that sees only colour-free cues (models.fusion) chooses, per pixel,
@@ -95,16 +98,35 @@ def intermediate_flows(flow_01: torch.Tensor, flow_10: torch.Tensor, t: torch.Te
     return flow_t0, flow_t1
 
 
+def one_sided_flows(flow_01: torch.Tensor, flow_10: torch.Tensor, t: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flows from t to frames 0 and 1 (B, 4, H, W) each under two one-sided assumptions: the
+    surface at a pixel at t moves as frame 0's pixel there does (``F01``, channels 0-1), or as
+    frame 1's does (``-F10``, channels 2-3).
+
+    Super SloMo's linear estimate is their t-weighted mean, so at a motion boundary it mixes the
+    object's and the background's motion; one of the two sides is usually right there. t is (B,).
+    """
+    t = t.view(-1, 1, 1, 1)
+    flow_t0 = torch.cat((-t * flow_01, t * flow_10), 1)
+    flow_t1 = torch.cat(((1 - t) * flow_01, -(1 - t) * flow_10), 1)
+    return flow_t0, flow_t1
+
+
 def flows_at_t(flow_01: torch.Tensor, flow_10: torch.Tensor, t: torch.Tensor, how: str
                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flows from time t to frames 0 and 1, (B, 2k, H, W) each: k = 1 estimate ("linear" or
-    "splat") or k = 2 ("both": linear in channels 0-1, splatted in 2-3)."""
+    """Flows from time t to frames 0 and 1, (B, 2k, H, W) each, k = ``ESTIMATES[how]``: "linear"
+    or "splat" (k = 1), "both" (linear in channels 0-1, splatted in 2-3), "all" (those two, then
+    the frame-0-sided and the frame-1-sided estimates of ``one_sided_flows``)."""
     if how == "linear":
         return intermediate_flows(flow_01, flow_10, t)
     if how == "splat":
         return splatted_flows(flow_01, flow_10, t)
     lin, spl = intermediate_flows(flow_01, flow_10, t), splatted_flows(flow_01, flow_10, t)
-    return torch.cat((lin[0], spl[0]), 1), torch.cat((lin[1], spl[1]), 1)
+    if how == "both":
+        return torch.cat((lin[0], spl[0]), 1), torch.cat((lin[1], spl[1]), 1)
+    one = one_sided_flows(flow_01, flow_10, t)
+    return torch.cat((lin[0], spl[0], one[0]), 1), torch.cat((lin[1], spl[1], one[1]), 1)
 
 
 def warps_along(img: torch.Tensor, flows: torch.Tensor) -> list[torch.Tensor]:
@@ -163,7 +185,7 @@ class VFIModel(nn.Module):
             transformer_dim=self.cfg.transformer_dim, transformer_layers=self.cfg.transformer_layers,
             transformer_heads=self.cfg.transformer_heads, patch_size=self.cfg.patch_size,
         )
-        k = 2 if self.cfg.intermediate == "both" else 1
+        k = ESTIMATES[self.cfg.intermediate]
         self.selector = WarpSelector(k, self.cfg.selector_width) if self.cfg.fusion == "select" else None
         if self.cfg.freeze_flow:
             self.flownet.requires_grad_(False)
