@@ -19,27 +19,36 @@ import sys
 import time
 from pathlib import Path
 
-# name -> (what it changes, --params overrides). "default" is conf/base as committed; every
-# other variant changes one thing relative to it. (The table of the previous fixed core, with
+# name -> (what it changes, --params overrides). "default" is conf/base as committed; each
+# variant changes one thing relative to the reference its description names. (The table of the previous fixed core, with
 # the variants of that time, is in docs/training.md "Transfer"; `git show 473f3bb:tools/ablation.py`.)
+# The rows after "both_seed_1" were measured before `intermediate: all` became the default, against
+# "flow_finetuned" (docs/training.md, "The selector's recipe"); they keep `intermediate: both`
+# so that they reproduce those figures.
+BOTH = {"vfi_model.intermediate": "both"}
 VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "default": ("conf/base as committed", {}),
-    "flow_finetuned": ("the flow network is fine-tuned in VFI training (freeze_flow = false); the "
-                       "reference of the rows below, which were measured against it",
-                       {"vfi_model.freeze_flow": False}),
-    "frozen_8_epochs": ("default with 8 VFI epochs (about the time flow_finetuned takes for 6)",
-                        {"vfi_training.loop.epochs": 8}),
-    "no_synthesis": ("no synthesis network (backbone none): the prior and the warp selector only",
-                     {"vfi_model.backbone": "none"}),
-    "no_synthesis_flow_finetuned": ("no_synthesis with the flow fine-tuned",
-                                    {"vfi_model.backbone": "none", "vfi_model.freeze_flow": False}),
-    "lr_3e-4": ("VFI lr 3e-4", {"vfi_model.freeze_flow": False, "vfi_training.loop.lr": 3e-4}),
-    "lr_5e-4": ("VFI lr 5e-4", {"vfi_model.freeze_flow": False, "vfi_training.loop.lr": 5e-4}),
-    "lr_2e-3": ("VFI lr 2e-3", {"vfi_model.freeze_flow": False, "vfi_training.loop.lr": 2e-3}),
-    "colour": ("colour augmentation (channel order, gamma per channel)", {"vfi_model.freeze_flow": False, "vfi_training.data.colour": True}),
-    "selector_48": ("a selector twice as wide (selector_width 48)", {"vfi_model.freeze_flow": False, "vfi_model.selector_width": 48}),
-    "seed_1": ("seed 1 instead of 0 (run-to-run spread)", {"vfi_model.freeze_flow": False, "vfi_training.loop.seed": 1}),
     "default_seed_1": ("default with seed 1 instead of 0", {"vfi_training.loop.seed": 1}),
+    "both": ("two estimates per frame (linear, splatted) instead of four: the previous default", BOTH),
+    "both_seed_1": ("both, seed 1", {**BOTH, "vfi_training.loop.seed": 1}),
+    "flow_finetuned": ("both, and the flow network fine-tuned in VFI training (freeze_flow = false); "
+                       "the reference of the rows below, which were measured against it",
+                       {**BOTH, "vfi_model.freeze_flow": False}),
+    "frozen_8_epochs": ("both, 8 VFI epochs (about the time flow_finetuned takes for 6)",
+                        {**BOTH, "vfi_training.loop.epochs": 8}),
+    "no_synthesis": ("both, no synthesis network (backbone none): the prior and the warp selector only",
+                     {**BOTH, "vfi_model.backbone": "none"}),
+    "no_synthesis_flow_finetuned": ("no_synthesis with the flow fine-tuned",
+                                    {**BOTH, "vfi_model.backbone": "none", "vfi_model.freeze_flow": False}),
+    "lr_3e-4": ("flow_finetuned, VFI lr 3e-4", {**BOTH, "vfi_model.freeze_flow": False, "vfi_training.loop.lr": 3e-4}),
+    "lr_5e-4": ("flow_finetuned, VFI lr 5e-4", {**BOTH, "vfi_model.freeze_flow": False, "vfi_training.loop.lr": 5e-4}),
+    "lr_2e-3": ("flow_finetuned, VFI lr 2e-3", {**BOTH, "vfi_model.freeze_flow": False, "vfi_training.loop.lr": 2e-3}),
+    "colour": ("flow_finetuned, colour augmentation (channel order, gamma per channel)",
+               {**BOTH, "vfi_model.freeze_flow": False, "vfi_training.data.colour": True}),
+    "selector_48": ("flow_finetuned, a selector twice as wide (selector_width 48)",
+                    {**BOTH, "vfi_model.freeze_flow": False, "vfi_model.selector_width": 48}),
+    "seed_1": ("flow_finetuned, seed 1 instead of 0 (run-to-run spread)",
+               {**BOTH, "vfi_model.freeze_flow": False, "vfi_training.loop.seed": 1}),
 }
 PIPELINES = "flow_pretraining,vfi_training,evaluation"
 ROWS = (("all", ""), ("unseen style", "_unseen_style"), ("seen styles", "_seen_style"))

@@ -1,7 +1,7 @@
 """Learned fusion: per pixel, how much each warped frame counts (``VFIConfig.fusion: select``).
 
 The fixed core warps frame 0 and frame 1 along k estimates of the flow from t each (k = 2 for
-``intermediate: both``) and averages the 2k warps with the t weights. Where one estimate lands on
+``intermediate: both``, 4 for ``all``) and averages the 2k warps with the t weights. Where one estimate lands on
 the wrong surface (an occlusion, a motion edge) the mean shows a double edge. ``WarpSelector``
 looks only at cues that carry no colour or texture -- how much the warps disagree, whether each
 frame's pixels survive the forward-backward round trip, how far things move, t -- and outputs one
