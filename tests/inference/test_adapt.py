@@ -88,3 +88,30 @@ def test_the_synthesis_group_adapts_the_warp_selector_too_and_refuses_a_model_wi
     bare = VFIModel(VFIConfig(flow=flow, backbone="none"))
     with pytest.raises(ValueError, match="--parameters synthesis"):
         trainable_parameters(bare, "synthesis")
+
+
+def test_whole_frame_priors_follow_every_crop_flip_and_reversal():
+    # With the flow frozen (--parameters synthesis) the DIS prior is computed once per triplet and
+    # cropped with the frames; a prior that does not follow a mirror or a reversal would teach the
+    # selector on wrong motion. A texture moving 6 px right: warping the (augmented) end frame back
+    # along the (augmented) prior must give the other end frame, for every sample.
+    from animvfi_pipeline.inference.adapt import random_batch
+    from animvfi_pipeline.models.warp import warp
+
+    rng = np.random.default_rng(0)
+    texture = (rng.random((40, 60, 3)) * 255).astype(np.uint8)
+    texture = np.repeat(np.repeat(texture, 2, 0), 2, 1)  # smooth enough for bilinear warps
+    first, middle, last = texture[:, 6:106], texture[:, 3:103], texture[:, 0:100]  # moving right
+    prior = np.zeros((4, 80, 100), np.float16)
+    prior[0], prior[2] = 6, -6  # first -> last: +6 px in x; last -> first: -6
+    flips = set()
+    for seed in range(4):
+        img0, _, img1, p = random_batch([(first, middle, last)], 8, 48, np.random.default_rng(seed),
+                                        torch.device("cpu"), [prior])
+        assert p.shape == (8, 4, 48, 48)
+        back0, back1 = warp(img1, p[:, :2]), warp(img0, p[:, 2:])
+        inner = (slice(None), slice(None), slice(8, -8), slice(8, -8))  # away from the crop's edge
+        assert float((back0 - img0)[inner].abs().max()) < 1e-4
+        assert float((back1 - img1)[inner].abs().max()) < 1e-4
+        flips |= {float(v) for v in p[:, 0, 0, 0]}
+    assert flips == {6.0, -6.0}  # both directions were drawn

@@ -9,6 +9,11 @@ so ``--adapt`` can cost time but never quality on the clip's own held-out drawin
 
 Memory stays bounded whatever the clip's length: at most ``max_triplets`` triplets are kept, at
 most ``max_side`` pixels on the long side, and training steps see random crops of them.
+
+When the flow network does not learn (``parameters: synthesis``), its DIS prior is computed once
+per triplet on the whole frames and cropped with them: each step then skips DIS, and the learned
+parts see the prior they get at inference, not DIS of a crop (as in VFI training, which reads it
+from the store).
 """
 from __future__ import annotations
 
@@ -169,11 +174,12 @@ def adapt_on_triplets(model: torch.nn.Module, train_set: list[Triplet], held_out
     rng = np.random.default_rng(cfg.seed)
     steps = 0
     deadline = None if cfg.seconds is None else started + cfg.seconds - check_seconds
+    priors = whole_frame_priors(adapted, train_set, device, progress) if cfg.parameters == "synthesis" else None
     with tqdm(total=cfg.steps, unit="step", desc="adapting", disable=not progress, dynamic_ncols=True,
               leave=False) as bar:
         while (cfg.steps is None or steps < cfg.steps) and (deadline is None or time.perf_counter() < deadline):
-            img0, target, img1 = random_batch(train_set, cfg.batch_size, cfg.crop, rng, device)
-            out = adapted(img0, img1, 0.5)
+            img0, target, img1, prior = random_batch(train_set, cfg.batch_size, cfg.crop, rng, device, priors)
+            out = adapted(img0, img1, 0.5, prior=prior)
             loss, _ = vfi_loss({"pred": out["pred"]}, target, {"charbonnier": 1.0})
             if not torch.isfinite(loss):
                 # The copy diverged (and backpropagating NaN through grid_sample can crash torch):
@@ -214,25 +220,51 @@ def trainable_parameters(model: torch.nn.Module, group: str) -> list[torch.nn.Pa
     return params
 
 
+@torch.no_grad()
+def whole_frame_priors(model: torch.nn.Module, triplets: list[Triplet], device: torch.device,
+                       progress: bool = False) -> list[np.ndarray] | None:
+    """The flow network's prior (float16 (4, H, W): first -> last, last -> first) of each triplet's
+    end frames, or None for a model without one (``init: zero``)."""
+    priors = []
+    for first, _, last in tqdm(triplets, unit="triplet", desc="adapt: flow", disable=not progress, leave=False):
+        x0, x1 = (torch.from_numpy(f).to(device).permute(2, 0, 1)[None].float() / 255.0 for f in (first, last))
+        prior = model.flownet.prior(x0, x1)
+        if prior is None:
+            return None
+        priors.append(prior[0].cpu().numpy().astype(np.float16))
+    return priors
+
+
 def random_batch(triplets: list[Triplet], batch_size: int, crop: int, rng: np.random.Generator,
-                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(img0, target, img1) float batches of random crops, randomly flipped and played backwards
-    (the middle drawing is the middle either way)."""
-    samples = []
+                 device: torch.device, priors: list[np.ndarray] | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(img0, target, img1, prior) float batches of random crops, randomly flipped and played
+    backwards (the middle drawing is the middle either way). ``priors`` (one per triplet, see
+    ``whole_frame_priors``) are cropped, mirrored (x displacements negated) and swapped with the
+    frames; without them the returned prior is None and the model computes it on the crops."""
+    samples, fields = [], []
     for _ in range(batch_size):
-        triplet = triplets[rng.integers(len(triplets))]
+        i = rng.integers(len(triplets))
+        triplet = triplets[i]
         h, w = triplet[0].shape[:2]
         ch, cw = min(crop, h), min(crop, w)
         y, x = rng.integers(h - ch + 1), rng.integers(w - cw + 1)
         frames = [f[y:y + ch, x:x + cw] for f in triplet]
+        prior = None if priors is None else priors[i][:, y:y + ch, x:x + cw].astype(np.float32)
         if rng.random() < 0.5:
             frames = [f[:, ::-1] for f in frames]
+            if prior is not None:
+                prior = prior[:, :, ::-1] * np.array([-1, 1, -1, 1], np.float32)[:, None, None]
         if rng.random() < 0.5:
             frames = frames[::-1]
+            if prior is not None:
+                prior = np.concatenate((prior[2:], prior[:2]))
         samples.append(np.stack(frames))
+        fields.append(prior)
     batch = torch.from_numpy(np.ascontiguousarray(np.stack(samples))).to(device)  # (B, 3, h, w, 3)
     batch = batch.permute(1, 0, 4, 2, 3).float().div_(255.0)
-    return batch[0], batch[1], batch[2]
+    prior = None if priors is None else torch.from_numpy(np.ascontiguousarray(np.stack(fields))).to(device)
+    return batch[0], batch[1], batch[2], prior
 
 
 @torch.no_grad()
