@@ -29,6 +29,8 @@ BOTH = {"vfi_model.intermediate": "both"}
 VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "default": ("conf/base as committed", {}),
     "default_seed_1": ("default with seed 1 instead of 0", {"vfi_training.loop.seed": 1}),
+    "default_no_synthesis": ("default without a synthesis network (backbone none)", {"vfi_model.backbone": "none"}),
+    "default_8_epochs": ("default with 8 VFI epochs", {"vfi_training.loop.epochs": 8}),
     "both": ("two estimates per frame (linear, splatted) instead of four: the previous default", BOTH),
     "both_seed_1": ("both, seed 1", {**BOTH, "vfi_training.loop.seed": 1}),
     "flow_finetuned": ("both, and the flow network fine-tuned in VFI training (freeze_flow = false); "
