@@ -10,10 +10,9 @@ so ``--adapt`` can cost time but never quality on the clip's own held-out drawin
 Memory stays bounded whatever the clip's length: at most ``max_triplets`` triplets are kept, at
 most ``max_side`` pixels on the long side, and training steps see random crops of them.
 
-When the flow network does not learn (``parameters: synthesis``), its DIS prior is computed once
-per triplet on the whole frames and cropped with them: each step then skips DIS, and the learned
-parts see the prior they get at inference, not DIS of a crop (as in VFI training, which reads it
-from the store).
+The flow network's DIS prior (fixed: nothing in it learns) is computed once per triplet on the
+whole frames and cropped with them: each step then skips DIS, and the network sees the prior it
+gets at inference, not DIS of a crop (as in VFI training, which reads it from the store).
 """
 from __future__ import annotations
 
@@ -174,7 +173,7 @@ def adapt_on_triplets(model: torch.nn.Module, train_set: list[Triplet], held_out
     rng = np.random.default_rng(cfg.seed)
     steps = 0
     deadline = None if cfg.seconds is None else started + cfg.seconds - check_seconds
-    priors = whole_frame_priors(adapted, train_set, device, progress) if cfg.parameters == "synthesis" else None
+    priors = whole_frame_priors(adapted, train_set, device, progress)
     with tqdm(total=cfg.steps, unit="step", desc="adapting", disable=not progress, dynamic_ncols=True,
               leave=False) as bar:
         while (cfg.steps is None or steps < cfg.steps) and (deadline is None or time.perf_counter() < deadline):
