@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -73,7 +74,10 @@ def test_run_has_lineage_a_name_and_its_dataset(finished_project):
     commit = run(["git", "rev-parse", "HEAD"], cwd=finished_project).stdout.strip()
     assert tags["git.commit"] == commit and tags["git.dirty"] == "false"
     assert tags["kedro.env"] == "local"
-    assert mlflow_run.info.run_name == f"local unet flow-dis {commit[:7]}"
+    # The name shows what the project's conf asked for (env, backbone, flow init, commit).
+    vfi = yaml.safe_load((finished_project / "conf/base/parameters_vfi_training.yml").read_text())["vfi_model"]
+    flow = yaml.safe_load((finished_project / "conf/base/parameters_flow_pretraining.yml").read_text())["flow_model"]
+    assert mlflow_run.info.run_name == f"local {vfi['backbone']} flow-{flow['init']} {commit[:7]}"
     assert tags["animvfi.pid"].isdigit() and mlflow_run.info.status == "FINISHED"
 
     store_path = finished_project / "data/02_intermediate/triplets.h5"
