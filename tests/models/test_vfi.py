@@ -87,21 +87,6 @@ def test_splatted_flows_move_the_square_as_a_whole_where_the_linear_estimate_spl
         assert err(warp(img, spl), mid) < 0.002
 
 
-def test_splat_coverage_shows_where_each_frame_leaves_a_hole_at_t():
-    # The square moves MOVE pixels right: at t = 0.5, frame 0's pixels leave a hole in the strip
-    # the square has just uncovered (behind it) and frame 1's in the strip just ahead of it,
-    # which the square covers by t = 1; the background elsewhere is covered once from each side.
-    from animvfi_pipeline.models.splat import splat_coverage
-
-    cov = splat_coverage(*exact_flows(), torch.tensor([0.5]))
-    rows, half = slice(Y0, Y0 + SIDE), MOVE // 2
-    behind, ahead = slice(X0, X0 + half), slice(X0 + SIDE + half, X0 + SIDE + MOVE)
-    assert torch.all(cov[0, 0, rows, behind] == 0) and torch.all(cov[0, 1, rows, behind] > 0)
-    assert torch.all(cov[0, 1, rows, ahead] == 0) and torch.all(cov[0, 0, rows, ahead] > 0)
-    still = torch.log(torch.tensor(2.0))
-    assert torch.allclose(cov[0, :, :Y0 - 1], still.expand_as(cov[0, :, :Y0 - 1]))
-
-
 def test_the_linear_estimate_is_the_t_weighted_mean_of_the_one_sided_ones():
     # intermediate: all adds the two one-sided estimates; Super SloMo's linear one lies between
     # them, so a sign or side mix-up in one_sided_flows shows here.
@@ -315,12 +300,12 @@ def test_with_the_gates_a_static_pair_comes_out_unchanged_whatever_the_weights(s
         assert (bad - img0).abs().mean() * 255 > 2.0  # without the gates the same weights do damage
 
 
-@pytest.mark.parametrize("how,coverage", [("linear", False), ("both", False), ("all", True)])
-def test_an_untrained_selector_is_the_fixed_mean_and_a_trained_one_is_loaded_back(how, coverage, tmp_path):
+@pytest.mark.parametrize("how", ["linear", "both"])
+def test_an_untrained_selector_is_the_fixed_mean_and_a_trained_one_is_loaded_back(how, tmp_path):
     from animvfi_pipeline.models.checkpoint import build_vfi_model, make_checkpoint
 
     mean_cfg = VFIConfig(**{**TINY, "flow": FlowNetConfig(channels=(8, 8, 8), depth=1, init="dis"), "intermediate": how})
-    select_cfg = VFIConfig(**{**mean_cfg.to_dict(), "fusion": "select", "coverage_cues": coverage})
+    select_cfg = VFIConfig(**{**mean_cfg.to_dict(), "fusion": "select"})
     mean_model, select_model = VFIModel(mean_cfg).eval(), VFIModel(select_cfg).eval()
     select_model.load_state_dict({**select_model.state_dict(), **mean_model.state_dict()})
     img0, img1 = frame(0.0), frame(1.0)

@@ -24,9 +24,9 @@ from animvfi_pipeline.models.synthesis import _log_magnitude
 from animvfi_pipeline.models.warp import warp
 
 
-def cue_channels(k: int, coverage: bool = False) -> int:
-    """Channels of ``selection_cues`` for k estimates per side (+2 with the splat coverage)."""
-    return 3 * k + 3 + (2 if coverage else 0)
+def cue_channels(k: int) -> int:
+    """Channels of ``selection_cues`` for k estimates per side."""
+    return 3 * k + 3
 
 
 def _diff(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -34,14 +34,13 @@ def _diff(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def selection_cues(warps0: list[torch.Tensor], warps1: list[torch.Tensor], flow_01: torch.Tensor,
-                   flow_10: torch.Tensor, flow_t0: torch.Tensor, flow_t1: torch.Tensor, t: torch.Tensor,
-                   coverage: torch.Tensor | None = None) -> torch.Tensor:
+                   flow_10: torch.Tensor, flow_t0: torch.Tensor, flow_t1: torch.Tensor, t: torch.Tensor
+                   ) -> torch.Tensor:
     """(B, 3k+3, H, W) colour-free cues at time t for k warps of each frame.
 
     t; each frame's forward-backward consistency carried to t along its (mean) flow from t; for
     each estimate, how much frame 0's and frame 1's warps disagree; on each side, how much the
-    other estimates' warps differ from the first's; log motion magnitudes; then ``coverage``
-    (``models.splat.splat_coverage``, 2 channels: where each frame leaves a hole at t) if given.
+    other estimates' warps differ from the first's; log motion magnitudes.
     """
     b, _, h, w = flow_t0.shape
     cues = [t.view(-1, 1, 1, 1).to(flow_t0.dtype).expand(b, 1, h, w),
@@ -50,8 +49,6 @@ def selection_cues(warps0: list[torch.Tensor], warps1: list[torch.Tensor], flow_
     for side in (warps0, warps1):
         cues += [_diff(side[0], other) for other in side[1:]]
     cues += [_log_magnitude(flow_t0), _log_magnitude(flow_t1)]
-    if coverage is not None:
-        cues.append(coverage.to(flow_t0.dtype))
     return torch.cat(cues, 1)
 
 

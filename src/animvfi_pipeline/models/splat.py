@@ -32,20 +32,6 @@ def fb_consistency(flow_ab: torch.Tensor, flow_ba: torch.Tensor, alpha: float = 
     return torch.exp(-err / (bound + beta))
 
 
-def _landing(flow: torch.Tensor, dt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Where each pixel lands at ``p + dt flow(p)``, rounded: ``(inside, target)``, the (B, H, W)
-    mask of pixels landing in the frame and their flat indices into a (B*H*W) buffer. No gradient."""
-    b, _, h, w = flow.shape
-    ys = torch.arange(h, device=flow.device, dtype=flow.dtype).view(1, h, 1)
-    xs = torch.arange(w, device=flow.device, dtype=flow.dtype).view(1, 1, w)
-    base = (torch.arange(b, device=flow.device) * (h * w)).view(b, 1, 1)
-    with torch.no_grad():
-        tx = torch.round(xs + dt * flow[:, 0]).long()
-        ty = torch.round(ys + dt * flow[:, 1]).long()
-        inside = (tx >= 0) & (tx < w) & (ty >= 0) & (ty < h)
-        return inside, (base + ty * w + tx)[inside]
-
-
 def motion_at_t(flow_01: torch.Tensor, flow_10: torch.Tensor, t: torch.Tensor,
                 vis_0: torch.Tensor | None = None, vis_1: torch.Tensor | None = None) -> torch.Tensor:
     """(B, 2, H, W): the frame 0 -> frame 1 displacement of the surface seen at each pixel at t.
@@ -62,10 +48,17 @@ def motion_at_t(flow_01: torch.Tensor, flow_10: torch.Tensor, t: torch.Tensor,
     if vis_1 is None:
         vis_1 = fb_consistency(flow_10, flow_01)
     t = t.to(flow_01.dtype).view(-1, 1, 1)
+    ys = torch.arange(h, device=flow_01.device, dtype=flow_01.dtype).view(1, h, 1)
+    xs = torch.arange(w, device=flow_01.device, dtype=flow_01.dtype).view(1, 1, w)
+    base = (torch.arange(b, device=flow_01.device) * (h * w)).view(b, 1, 1)
     motion = flow_01.new_zeros(2, b * h * w)
     weight = flow_01.new_zeros(b * h * w)
     for flow, vis, dt, sign in ((flow_01, vis_0, t, 1.0), (flow_10, vis_1, 1.0 - t, -1.0)):
-        inside, target = _landing(flow, dt)
+        with torch.no_grad():
+            tx = torch.round(xs + dt * flow[:, 0]).long()
+            ty = torch.round(ys + dt * flow[:, 1]).long()
+            inside = (tx >= 0) & (tx < w) & (ty >= 0) & (ty < h)
+            target = (base + ty * w + tx)[inside]
         wt = vis[:, 0][inside] + 1e-4  # even a hidden pixel beats leaving a hole
         weight = weight.index_add(0, target, wt)
         moved = torch.stack([sign * flow[:, 0][inside], sign * flow[:, 1][inside]]) * wt
@@ -75,24 +68,6 @@ def motion_at_t(flow_01: torch.Tensor, flow_10: torch.Tensor, t: torch.Tensor,
     tt = t.view(-1, 1, 1, 1)
     linear = (1.0 - tt) * flow_01 - tt * flow_10
     return torch.where(weight > 0, motion / weight.clamp_min(1e-12), linear)
-
-
-def splat_coverage(flow_01: torch.Tensor, flow_10: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """(B, 2, H, W): ``log(1 + n)`` with n how many pixels of frame 0 (channel 0) and of frame 1
-    (channel 1) land on each pixel at t when every pixel is sent along its flow (nearest pixel).
-
-    0 on one side: a hole, the surface there is not seen in that frame (disoccluded); above log 2:
-    several surfaces pile up, one of them hidden. A cue about geometry only, no colour, for the
-    warp selector (``VFIConfig.coverage_cues``). No gradient. t is (B,).
-    """
-    b, _, h, w = flow_01.shape
-    t = t.to(flow_01.dtype).view(-1, 1, 1)
-    sides = []
-    for flow, dt in ((flow_01, t), (flow_10, 1.0 - t)):
-        _, target = _landing(flow.detach(), dt)
-        count = flow_01.new_zeros(b * h * w).index_add(0, target, flow_01.new_ones(target.numel()))
-        sides.append(torch.log1p(count).view(b, 1, h, w))
-    return torch.cat(sides, 1)
 
 
 def splatted_flows(flow_01: torch.Tensor, flow_10: torch.Tensor, t: torch.Tensor

@@ -15,8 +15,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from animvfi_pipeline.models.flownet import FlowNet, FlowNetConfig, pad_to_multiple, resize_flow
-from animvfi_pipeline.models.fusion import WarpSelector, cue_channels, select_fusion, selection_cues
-from animvfi_pipeline.models.splat import splat_coverage, splatted_flows
+from animvfi_pipeline.models.fusion import WarpSelector, select_fusion, selection_cues
+from animvfi_pipeline.models.splat import splatted_flows
 from animvfi_pipeline.models.synthesis import build_backbone
 from animvfi_pipeline.models.warp import mismatch_gate, warp
 
@@ -54,9 +54,6 @@ class VFIConfig:
     # how much each warp counts. Old checkpoints without the key keep "mean".
     fusion: str = "mean"
     selector_width: int = 24
-    # Also show the selector where each frame's pixels, sent along their flow, leave holes or pile
-    # up at t (models.splat.splat_coverage): the disocclusion cue of forward splatting.
-    coverage_cues: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.flow, dict):
@@ -189,8 +186,7 @@ class VFIModel(nn.Module):
             transformer_heads=self.cfg.transformer_heads, patch_size=self.cfg.patch_size,
         )
         k = ESTIMATES[self.cfg.intermediate]
-        self.selector = (WarpSelector(k, self.cfg.selector_width, cue_channels(k, self.cfg.coverage_cues))
-                         if self.cfg.fusion == "select" else None)
+        self.selector = WarpSelector(k, self.cfg.selector_width) if self.cfg.fusion == "select" else None
         if self.cfg.freeze_flow:
             self.flownet.requires_grad_(False)
         self.multiple = max(self.flownet.multiple, self.synthesis.multiple)
@@ -232,8 +228,7 @@ class VFIModel(nn.Module):
                    flow_t1=mean_flow(flows_t1), flows_t0=flows_t0, flows_t1=flows_t1,
                    mask=m, warped0=warped0, warped1=warped1)
         if self.selector is not None:
-            coverage = splat_coverage(flow_01, flow_10, t) if self.cfg.coverage_cues else None
-            cues = selection_cues(warps0, warps1, flow_01, flow_10, out["flow_t0"], out["flow_t1"], t, coverage)
+            cues = selection_cues(warps0, warps1, flow_01, flow_10, out["flow_t0"], out["flow_t1"], t)
             out["fusion_logits"] = self.selector(cues)
             base = select_fusion(out["fusion_logits"], warps0, warps1, m, t)
         else:
