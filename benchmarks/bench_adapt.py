@@ -77,6 +77,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=120.0, help="--adapt-seconds")
     parser.add_argument("--parameters", default="all", choices=("all", "flow", "synthesis"))
     parser.add_argument("--lr", type=float, default=AdaptConfig.lr)
+    parser.add_argument("--max-side", type=int, default=AdaptConfig.max_side,
+                        help="adaptation frames at most this long (240: the 2x-spaced triplets at half size)")
     parser.add_argument("--skip-plain", action="store_true", help="reuse the plain figures of the last result")
     parser.add_argument("--steps", type=int, default=None, help="--adapt-steps (with the budget, first wins)")
     parser.add_argument("--held-out-only", action="store_true",
@@ -104,7 +106,8 @@ def main() -> None:
                   f"({entry['plain']['n_scored']} in-betweens)", flush=True)
 
         load = os.getloadavg()[0]
-        config = AdaptConfig(seconds=seconds, steps=args.steps, parameters=args.parameters, lr=args.lr)
+        config = AdaptConfig(seconds=seconds, steps=args.steps, parameters=args.parameters, lr=args.lr,
+                             max_side=args.max_side)
         adapted = adapt_to_clip(model, source, config, "cpu", progress=sys.stderr.isatty())
         print(adapted.summary(), flush=True)
         figures, gain = {}, None
@@ -116,7 +119,7 @@ def main() -> None:
             print(f"with --adapt ({args.parameters}, lr {args.lr:g}, {seconds:g} s): PSNR {figures['psnr']:.2f} dB, "
                   f"SSIM {figures['ssim']:.4f}: {gain:+.2f} dB (goal +0.30)")
     entry["runs"].append({
-        "parameters": args.parameters, "lr": args.lr, "seconds_budget": seconds, "steps_limit": args.steps,
+        "parameters": args.parameters, "lr": args.lr, "max_side": args.max_side, "seconds_budget": seconds, "steps_limit": args.steps,
         "steps": adapted.steps,
         "adapt_seconds": round(adapted.seconds, 1), "held_out_before": adapted.held_out_before,
         "held_out_after": adapted.held_out_after, "used_adapted": adapted.used_adapted,
