@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
@@ -65,10 +64,6 @@ class TrainConfig:
     # kept. A zero-initialised correction starts as its prior, so training never ends worse than
     # the prior on the validation split.
     validate_start: bool = True
-    # > 0: also keep an exponential moving average of the weights (this decay per step, e.g.
-    # 0.995 ~ the last 200 steps); validation, the best checkpoint and the returned model use the
-    # average, training goes on with the raw weights. 0 = off.
-    ema_decay: float = 0.0
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -133,8 +128,6 @@ def train(
         betas=(0.9, 0.999),
     )
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    ema = _averaged(model, cfg.ema_decay)
-    judged = ema.module if ema is not None else model  # the weights validated and kept
 
     # -- data ------------------------------------------------------------------------------
     # The order of batches depends only on (seed, epoch): the sampler reseeds itself from
@@ -161,7 +154,7 @@ def train(
     last_path = ckpt_dir / LAST if ckpt_dir else None
     if cfg.resume and last_path is not None and last_path.exists():
         state = _load(last_path, info["kind"], ("model", "optimizer", "epoch", "step", "best_metric", "rng"))
-        _restore(last_path, state, model, optimizer, scaler, ema)
+        _restore(last_path, state, model, optimizer, scaler)
         start_epoch, step, bad_total = state["epoch"], state["step"], state.get("bad_steps", 0)
         best_metric, best_epoch = state["best_metric"], state.get("best_epoch", 0)
         history = list(state.get("history", []))
@@ -175,11 +168,11 @@ def train(
     elif cfg.resume:
         log.info("%s: resume asked but there is no %s yet; starting fresh", stage, last_path)
     if start_epoch == 0 and cfg.validate_start and len(val_set) > 0:
-        val = _validate(task, judged, val_loader, ctx, amp_dtype, channels_last)
+        val = _validate(task, model, val_loader, ctx, amp_dtype, channels_last)
         best_metric, best_epoch, started_best = val.get(task.metric, math.nan), 0, True
         history.append({"epoch": 0, "step": 0, **{f"val_{k}": v for k, v in val.items()}})
         best_ckpt = _model_only(_training_state(task, model, optimizer, scaler, cfg, 0, 0, total_steps,
-                                                best_metric, 0, 0, history, ema))
+                                                best_metric, 0, 0, history))
         log.info("%s: the starting weights score %s on validation", stage,
                  ", ".join(f"val_{k} {v:.4f}" for k, v in val.items()))
         if ctx.is_main:
@@ -234,8 +227,6 @@ def train(
                 ok = scaler.is_enabled() or bool(torch.isfinite(grad_norm))
                 if ok:
                     scaler.step(optimizer)
-                    if ema is not None:
-                        ema.update_parameters(model)
                 scaler.update()
             optimizer.zero_grad(set_to_none=True)
             step += 1
@@ -281,7 +272,7 @@ def train(
         totals = distributed.all_reduce_sum(
             {"loss": torch.tensor(loss_sum), "steps": torch.tensor(float(loss_count))}, ctx
         )
-        val = _validate(task, judged, val_loader, ctx, amp_dtype, channels_last)
+        val = _validate(task, model, val_loader, ctx, amp_dtype, channels_last)
         row: dict[str, Any] = {
             "epoch": epoch + 1,
             "step": step,
@@ -313,7 +304,7 @@ def train(
 
         # -- checkpoint (rank 0) -------------------------------------------------------------
         state = _training_state(task, model, optimizer, scaler, cfg, epoch + 1, step, total_steps,
-                                best_metric, best_epoch, bad_total, history, ema)
+                                best_metric, best_epoch, bad_total, history)
         if improved:
             best_ckpt = _model_only(state)
         if ctx.is_main and ckpt_dir is not None:
@@ -323,15 +314,16 @@ def train(
         if ctx.is_main and hasattr(task, "figure") and getattr(logger, "active", True):
             figure_batch = figure_batch if figure_batch is not None else _first_batch(val_loader)
             if figure_batch is not None:
-                _log_figure(task, judged, figure_batch, device, channels_last, logger,
+                _log_figure(task, model, figure_batch, device, channels_last, logger,
                             f"{stage}/epoch_{epoch + 1:03d}.png")
         distributed.barrier(ctx)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, row)
 
     if best_ckpt is None:  # resumed a run that had already finished without a best.pt
-        best_ckpt = _model_only(_training_state(task, model, optimizer, scaler, cfg, start_epoch, step,
-                                                total_steps, best_metric, best_epoch, bad_total, history, ema))
+        best_ckpt = _training_state(task, model, optimizer, scaler, cfg, start_epoch, step, total_steps,
+                                    best_metric, best_epoch, bad_total, history)
+        best_ckpt |= {"optimizer": None, "scaler": None, "rng": None}
     if owns_group:
         distributed.teardown()
     if not ctx.is_main:
@@ -344,29 +336,11 @@ def train(
 
 @torch.no_grad()
 def _model_only(state: dict[str, Any]) -> dict[str, Any]:
-    """The checkpoint of the weights that are judged (the average when there is one) as they are
-    now, without the optimizer state."""
+    """The checkpoint of the weights as they are now, without the optimizer state."""
     # A copy: state_dict() tensors share storage with the weights training keeps changing.
     # The model file does not need Adam's moments either.
-    judged = state["model"] if state.get("ema") is None else _unwrap_averaged(state["ema"])
-    weights = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in judged.items()}
-    kept = {k: v for k, v in state.items() if k != "ema"}
-    return {**kept, "model": weights, "optimizer": None, "scaler": None, "rng": None}
-
-
-def _averaged(model: torch.nn.Module, decay: float) -> AveragedModel | None:
-    """torch's own EMA wrapper (a copy of the model, updated after every optimizer step)."""
-    if decay <= 0:
-        return None
-    if decay >= 1:
-        raise ValueError(f"ema_decay must be in [0, 1), got {decay}")
-    # use_buffers: buffers are averaged too, so the copy is a whole model of its own.
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
-
-
-def _unwrap_averaged(state_dict: dict[str, Any]) -> dict[str, Any]:
-    """The model's own state_dict inside an AveragedModel's (keys ``module.*``)."""
-    return {k.removeprefix("module."): v for k, v in state_dict.items() if k.startswith("module.")}
+    weights = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state["model"].items()}
+    return {**state, "model": weights, "optimizer": None, "scaler": None, "rng": None}
 
 
 @torch.no_grad()  # without it every whole-frame batch kept its autograd graph: 5 GB peak RSS on CPU
@@ -392,7 +366,7 @@ def _validate(task, model, loader, ctx, amp_dtype, channels_last) -> dict[str, f
 
 
 def _training_state(task, model, optimizer, scaler, cfg, epoch, step, total_steps, best_metric, best_epoch,
-                    bad_steps, history, ema=None) -> dict[str, Any]:
+                    bad_steps, history) -> dict[str, Any]:
     """A plain dict: the task's model checkpoint plus what resuming needs (docs/architecture.md)."""
     state = task.make_checkpoint(model)
     state.update(
@@ -407,7 +381,6 @@ def _training_state(task, model, optimizer, scaler, cfg, epoch, step, total_step
         run_config=dataclasses.asdict(cfg),
         history=[dict(r) for r in history],
         rng=_rng_state(),
-        ema=ema.state_dict() if ema is not None else None,  # the raw weights are in "model"
     )
     return state
 
@@ -432,16 +405,12 @@ def _load(path: Path, kind: str, required: tuple[str, ...] = ("model", "epoch", 
     return state
 
 
-def _restore(path: Path, state, model, optimizer, scaler, ema=None) -> None:
-    if ema is not None and state.get("ema") is None:
-        raise CheckpointError(path, "was written without ema_decay; resume with the same training options")
+def _restore(path: Path, state, model, optimizer, scaler) -> None:
     try:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
     except (RuntimeError, ValueError, KeyError) as exc:
         raise CheckpointError(path, f"does not match this model or optimizer ({exc})") from exc
 
