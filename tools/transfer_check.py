@@ -1,7 +1,7 @@
 """Transfer check: a trained model against its prior on scenes, a style and a size it never saw.
 
     .venv/bin/python tools/transfer_check.py [--model data/06_models/vfi.pt ...]
-        [--size 960x540] [--style watercolor] [--n 24] [--seed 4321] [--out FILE.json]
+        [--size 960x540] [--style watercolor] [--n 24] [--seed 4321] [--flips N] [--out FILE.json]
 
 Renders ``--n`` fresh synthetic triplets (generator seed ``--seed``, not the pipeline's, so the
 scenes are new) of one style family at ``--size`` into a temporary ATD-12K-layout folder, then
@@ -9,6 +9,8 @@ scores frame2 at t = 0.5 for each model given, its prior (the same network with 
 parts off) and the classical DIS baseline: PSNR and SSIM, mean over the triplets, and the gain
 over the prior. The default is the unseen style at ATD-12K's 960x540, twice the training size,
 so motion in pixels is twice what training saw: the embedded test split cannot show that.
+``--flips`` runs each model and its prior with that many mirrored passes instead of the
+checkpoint's own ``flip_ensemble``.
 
 Nothing here feeds the pipeline; docs/training.md quotes the figures.
 """
@@ -51,6 +53,8 @@ def main() -> None:
     ap.add_argument("--style", default="watercolor")
     ap.add_argument("--n", type=int, default=24)
     ap.add_argument("--seed", type=int, default=4321)
+    ap.add_argument("--flips", type=int, choices=(1, 2, 4), default=None,
+                    help="mirrored passes for each model and its prior (default: the checkpoint's)")
     ap.add_argument("--out", default=None, help="also write the figures to this JSON file")
     args = ap.parse_args()
     size = tuple(int(v) for v in args.size.lower().split("x"))
@@ -60,6 +64,8 @@ def main() -> None:
     methods = {"classical_flow": classical_flow_predictor(ClassicalFlowConfig())}
     for path in args.model:
         model = load_vfi_model(path)
+        if args.flips is not None:  # the prior below shares the config, so it runs the same way
+            model.cfg.flip_ensemble = args.flips
         methods[f"prior ({path})"] = model_predictor(prior_network(model.cfg))
         methods[f"model ({path})"] = model_predictor(model)
 
@@ -73,7 +79,8 @@ def main() -> None:
         scores[name] = {"psnr": float(np.mean(p)), "ssim": float(np.mean(s)),
                         "seconds_per_triplet": (time.perf_counter() - started) / len(triplets)}
 
-    print(f"{len(triplets)} {args.style} triplets at {size[0]}x{size[1]}, generator seed {args.seed}")
+    print(f"{len(triplets)} {args.style} triplets at {size[0]}x{size[1]}, generator seed {args.seed}, "
+          f"flips {args.flips or 'as in each checkpoint'}")
     for name, sc in scores.items():
         line = f"{name:60s} {sc['psnr']:.3f} dB  SSIM {sc['ssim']:.4f}"
         if name.startswith("model ("):
@@ -85,7 +92,7 @@ def main() -> None:
         out = Path(args.out)
         tmp = out.with_suffix(out.suffix + ".tmp")
         tmp.write_text(json.dumps({"size": size, "style": args.style, "n": len(triplets), "seed": args.seed,
-                                   "scores": scores}, indent=2) + "\n")
+                                   "flips": args.flips, "scores": scores}, indent=2) + "\n")
         tmp.replace(out)
 
 

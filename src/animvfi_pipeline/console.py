@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: chosen from --max-side")
     p.add_argument("--max-side", type=int, default=2048,
                    help="without --flow-scale, frames longer than this are processed at a reduced scale")
+    p.add_argument("--flips", type=int, choices=(1, 2, 4), default=None,
+                   help="average this many mirrored passes of the network (default: the model's own "
+                        "setting, 4 for the embedded default's model); 1 is fastest")
     p.add_argument("--tile", type=int, default=0,
                    help="process frames in overlapping tiles of this many pixels (0 = whole frames)")
     p.add_argument("--scene-threshold", type=float, default=DEFAULT_SCENE_THRESHOLD,
@@ -164,7 +167,8 @@ def _make_interpolator(parser: argparse.ArgumentParser, args: argparse.Namespace
         log.info("using the classical DIS optical-flow baseline (no trained model)")
         return interp.classical_interpolator()
     settings = interp.ModelSettings(device=args.device, precision=args.precision, batch_size=args.batch_size,
-                                    flow_scale=args.flow_scale, max_side=args.max_side, tile=args.tile)
+                                    flow_scale=args.flow_scale, max_side=args.max_side, tile=args.tile,
+                                    flips=args.flips)
     try:
         interpolator = interp.ModelInterpolator(_load_model(args.model, settings.device), settings)
     except ValueError as exc:

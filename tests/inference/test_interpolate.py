@@ -177,6 +177,18 @@ def test_model_interpolator_batches_and_keeps_t_order():
         assert np.abs(frame.astype(float) - ((1 - t) * a + t * b)).max() <= 1
 
 
+def test_flips_setting_reaches_the_model_and_none_leaves_the_models_own():
+    class Recording(LinearModel):
+        def inference(self, img0, img1, t, **kw):
+            self.batches.append(kw)
+            return super().inference(img0, img1, t)
+
+    for flips, passed in ((None, {}), (1, {"flips": 1}), (4, {"flips": 4})):
+        model = Recording()
+        ModelInterpolator(model, ModelSettings(device="cpu", flips=flips))(square(0), square(20), [0.5])
+        assert model.batches[0] == passed
+
+
 def test_tiles_blend_back_to_the_whole_frame():
     rng = np.random.default_rng(0)
     img0, img1 = (torch.from_numpy(rng.random((2, 3, 100, 150), dtype=np.float32)) for _ in range(2))

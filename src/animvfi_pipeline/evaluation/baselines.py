@@ -104,14 +104,16 @@ def classical_flow_predictor(config: ClassicalFlowConfig | None = None) -> Predi
     return predict
 
 
-def model_predictor(model: torch.nn.Module, device: str | torch.device = "cpu") -> Predictor:
+def model_predictor(model: torch.nn.Module, device: str | torch.device = "cpu", flips: int | None = None) -> Predictor:
     """Wrap a model with ``inference(img0, img1, t) -> (B, 3, H, W)`` (float in [0, 1]) as a
-    predictor, so the model is scored exactly like the baselines."""
+    predictor, so the model is scored exactly like the baselines. ``flips``: mirrored passes
+    (VFIModel.inference); None leaves the model's own setting."""
     model = model.to(device).eval()
+    extra = {} if flips is None else {"flips": flips}
 
     def predict(img0: np.ndarray, img1: np.ndarray, t: float) -> np.ndarray:
         with torch.no_grad():
-            out = model.inference(_to_tensor(img0).to(device), _to_tensor(img1).to(device), float(t))
+            out = model.inference(_to_tensor(img0).to(device), _to_tensor(img1).to(device), float(t), **extra)
         return _to_image(out)
 
     return predict

@@ -190,9 +190,10 @@ def _training_added(summary: Mapping[str, Mapping[str, float]]) -> list[str]:
             + _added(summary, "start", "What fine-tuning added", "the model it started from, init_from"))
 
 
-def markdown_summary(summary: Mapping[str, Mapping[str, float]], split: str = "test") -> str:
+def markdown_summary(summary: Mapping[str, Mapping[str, float]], split: str = "test", notes: Sequence[str] = ()) -> str:
     """A Markdown report: whole-image and RoI means, then the difficulty, motion and studio
-    breakdowns, then the published ATD-12K numbers for reference."""
+    breakdowns, then the published ATD-12K numbers for reference. ``notes``: sentences on how the
+    methods were run, added to the opening paragraph."""
     methods = list(summary)
     digits = {"psnr": 2, "ssim": 4, "ssim_animeinterp": 4, "roi_psnr": 2, "roi_ssim": 4,
               "roi_ssim_animeinterp": 4, "ie": 2, "lpips": 4}
@@ -205,7 +206,7 @@ def markdown_summary(summary: Mapping[str, Mapping[str, float]], split: str = "t
         "",
         "Frame2 predicted from frame1 and frame3 (t = 0.5). SSIM is the standard Gaussian SSIM "
         "(data range 1); SSIM (AnimeInterp) reproduces the published protocol (7x7 uniform window, "
-        "data range 2). IE is the RMS error on 0-255. Definitions: docs/evaluation.md.",
+        " ".join(["data range 2). IE is the RMS error on 0-255. Definitions: docs/evaluation.md.", *notes]),
         "",
         _table(["method", "n", *(titles[m] for m in shown)],
                [[k, str(summary[k].get("n_triplets", "-")), *(_fmt(summary[k].get(m), digits[m]) for m in shown)]

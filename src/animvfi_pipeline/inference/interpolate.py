@@ -228,6 +228,7 @@ class ModelSettings:
     max_side: int = 2048  # with flow_scale None, shrink frames whose long side exceeds this
     tile: int = 0  # >0: process frames in tiles of this size (pixels) with overlap
     tile_overlap: int | None = None  # default: tile // 4
+    flips: int | None = None  # mirrored passes averaged (1, 2, 4); None: the model's own flip_ensemble
 
 
 def resolve_device(name: str) -> torch.device:
@@ -293,9 +294,11 @@ class ModelInterpolator:
         return outputs
 
     def _infer(self, img0: torch.Tensor, img1: torch.Tensor, t: torch.Tensor, scale: float) -> torch.Tensor:
-        if scale >= 1.0:  # any model with inference(img0, img1, t) works at full scale
-            return self.model.inference(img0, img1, t)
-        return self.model.inference(img0, img1, t, scale=scale)
+        # Any model with inference(img0, img1, t) works at full scale with the model's own flips.
+        extra = {} if self.settings.flips is None else {"flips": self.settings.flips}
+        if scale < 1.0:
+            extra["scale"] = scale
+        return self.model.inference(img0, img1, t, **extra)
 
 
 @torch.no_grad()

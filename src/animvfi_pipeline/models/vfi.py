@@ -24,6 +24,8 @@ from animvfi_pipeline.models.warp import mismatch_gate, warp
 INTERMEDIATE = ("linear", "splat", "both", "all")
 ESTIMATES = {"linear": 1, "splat": 1, "both": 2, "all": 4}  # flows from t per frame, for each choice
 FUSION = ("mean", "select")
+# The mirrorings (dims flipped) that ``inference`` averages over, for each ``flip_ensemble`` size.
+FLIPS = {1: ((),), 2: ((), (3,)), 4: ((), (3,), (2,), (2, 3))}
 
 
 @dataclass
@@ -54,6 +56,12 @@ class VFIConfig:
     # how much each warp counts. Old checkpoints without the key keep "mean".
     fusion: str = "mean"
     selector_width: int = 24
+    # ``inference`` runs the network on the pair as given and mirrored (1: as given only, 2: also
+    # left-right, 4: also upside down and both) and averages the frames it predicts. DIS is not
+    # mirror-symmetric, so each pass sees a different flow, and their errors partly cancel
+    # (docs/training.md, "Mirrored passes"). A static pixel stays the input in every pass. Training
+    # and validation use one pass; old checkpoints without the key keep 1.
+    flip_ensemble: int = 1
 
     def __post_init__(self) -> None:
         if isinstance(self.flow, dict):
@@ -63,6 +71,8 @@ class VFIConfig:
             raise ValueError(f"VFIConfig: intermediate must be one of {INTERMEDIATE}, got {self.intermediate!r}")
         if self.fusion not in FUSION:
             raise ValueError(f"VFIConfig: fusion must be one of {FUSION}, got {self.fusion!r}")
+        if self.flip_ensemble not in FLIPS:
+            raise ValueError(f"VFIConfig: flip_ensemble must be one of {sorted(FLIPS)}, got {self.flip_ensemble!r}")
 
     def to_dict(self) -> dict:
         """JSON-like (lists, not tuples) so checkpoints load with ``weights_only=True``."""
@@ -241,14 +251,28 @@ class VFIModel(nn.Module):
 
     @torch.no_grad()
     def inference(self, img0: torch.Tensor, img1: torch.Tensor, t: float | torch.Tensor = 0.5,
-                  scale: float = 1.0) -> torch.Tensor:
+                  scale: float = 1.0, flips: int | None = None) -> torch.Tensor:
         """The frame at time t, (B,3,H,W) in [0,1], for inputs of any size.
 
         ``scale < 1`` runs the network on frames shrunk by ``scale`` and applies its motion at
         full resolution: the intermediate flows and the fusion mask are upsampled and the
         full-size frames warped with them, only the (smooth) residual is upsampled as an image.
         Outlines stay sharp while time and memory fall with the square of the scale.
+        ``flips``: the mean over this many mirrored passes (1, 2 or 4); default
+        ``cfg.flip_ensemble``. Time grows with it.
         """
+        n = self.cfg.flip_ensemble if flips is None else int(flips)
+        if n not in FLIPS:
+            raise ValueError(f"flips must be one of {sorted(FLIPS)}, got {flips!r}")
+        total = None
+        for dims in FLIPS[n]:
+            mirror = (lambda x, d=dims: x.flip(d)) if dims else (lambda x: x)
+            pred = mirror(self._predict(mirror(img0), mirror(img1), t, scale))
+            total = pred if total is None else total.add_(pred)
+        return total / n
+
+    def _predict(self, img0: torch.Tensor, img1: torch.Tensor, t: float | torch.Tensor, scale: float) -> torch.Tensor:
+        """One pass of ``inference``."""
         if scale >= 1.0:
             return self.forward(img0, img1, t)["pred"].clamp(0, 1)
         if scale <= 0:

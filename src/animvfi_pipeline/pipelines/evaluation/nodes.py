@@ -85,11 +85,18 @@ def evaluate(
         summary,
         per_triplet,
         report.method_table(summary),
-        report.markdown_summary(summary, split=params.split),
+        report.markdown_summary(summary, split=params.split, notes=_run_notes(model)),
         figures.gallery_figure(triplet_store, per_triplet, predictors["model"], method="model"),
         figures.psnr_distribution_figure(per_triplet),
         figures.training_curves_figure({"flow": flow_training_history, "vfi": vfi_training_history}),
     )
+
+
+def _run_notes(model: torch.nn.Module) -> list[str]:
+    passes = getattr(model.cfg, "flip_ensemble", 1)
+    if passes == 1:
+        return []
+    return [f"The model and its prior each average {passes} mirrored passes (`flip_ensemble`, docs/training.md)."]
 
 
 def promotion_gate(triplet_store: Any, vfi_model: dict, promotion_params: dict[str, Any]) -> dict[str, Any]:
