@@ -129,3 +129,16 @@ def test_a_fine_tuned_model_is_reported_beside_the_model_it_started_from(store, 
     save_checkpoint(tmp_path / "start.pt", other)
     metrics, *_ = evaluate(store, fine_tuned, None, None, _params(limit=1))
     assert "start" not in metrics and "model" in metrics
+
+
+def test_model_and_prior_run_the_checkpoints_mirrored_passes_unless_told_otherwise(store):
+    cfg = VFIConfig(flow=FlowNetConfig(scales=(4, 2), channels=(8, 8), depth=1, init="dis"), widths=(8, 8, 8, 8),
+                    head_channels=4, flip_ensemble=4)
+    four = make_checkpoint("animvfi.vfi", VFIModel(cfg), cfg.to_dict())
+    metrics4, _, _, summary4, *_ = evaluate(store, four, None, None, _params(limit=2))
+    metrics1, _, _, summary1, *_ = evaluate(store, four, None, None, _params(limit=2, flips=1))
+    assert "average 4 mirrored passes" in summary4 and "one pass each" in summary1
+    assert metrics4["prior"]["psnr"] != metrics1["prior"]["psnr"]  # the passes change the frames
+    # an untrained network is its prior, with the same passes or without
+    for m in (metrics4, metrics1):
+        assert m["model"]["psnr"] == pytest.approx(m["prior"]["psnr"], abs=1e-6)

@@ -30,6 +30,7 @@ class EvaluationParams:
     lpips: bool = True  # used only when the lpips package and AlexNet weights are already local
     classical_flow: dict[str, Any] = field(default_factory=dict)  # ClassicalFlowConfig fields
     unseen_styles: list[str] = field(default_factory=list)  # style families training never saw
+    flips: int | None = None  # mirrored passes for the model, its prior and its start; None: the checkpoint's
 
 
 def _device(name: str) -> torch.device:
@@ -63,16 +64,17 @@ def evaluate(
     device = _device(params.device)
     model = build_vfi_model(vfi_model, source="vfi_model")
     predictors = {
-        "model": baselines.model_predictor(model, device),
-        # What training added is model - prior: the same network with its learned parts off.
-        "prior": baselines.model_predictor(prior_network(model.cfg), device),
+        "model": baselines.model_predictor(model, device, params.flips),
+        # What training added is model - prior: the same network with its learned parts off,
+        # run with the same mirrored passes.
+        "prior": baselines.model_predictor(prior_network(model.cfg), device, params.flips),
         "repeat": baselines.repeat,
         "blend": baselines.blend,
         "classical_flow": baselines.classical_flow_predictor(baselines.ClassicalFlowConfig(**params.classical_flow)),
     }
     start = load_starting_model(vfi_model)
     if start is not None:  # a fine-tuned model (init_from): what fine-tuning added is model - start
-        predictors = {"model": predictors.pop("model"), "start": baselines.model_predictor(start, device),
+        predictors = {"model": predictors.pop("model"), "start": baselines.model_predictor(start, device, params.flips),
                       **predictors}
     lpips_fn = make_lpips(str(device)) if params.lpips else None
     per_triplet = report.evaluate_methods(triplet_store, predictors, split=params.split, limit=params.limit,
@@ -85,17 +87,16 @@ def evaluate(
         summary,
         per_triplet,
         report.method_table(summary),
-        report.markdown_summary(summary, split=params.split, notes=_run_notes(model)),
+        report.markdown_summary(summary, split=params.split, notes=_run_notes(params.flips or model.cfg.flip_ensemble)),
         figures.gallery_figure(triplet_store, per_triplet, predictors["model"], method="model"),
         figures.psnr_distribution_figure(per_triplet),
         figures.training_curves_figure({"flow": flow_training_history, "vfi": vfi_training_history}),
     )
 
 
-def _run_notes(model: torch.nn.Module) -> list[str]:
-    passes = getattr(model.cfg, "flip_ensemble", 1)
+def _run_notes(passes: int) -> list[str]:
     if passes == 1:
-        return []
+        return ["The model and its prior run one pass each (no mirrored passes)."]
     return [f"The model and its prior each average {passes} mirrored passes (`flip_ensemble`, docs/training.md)."]
 
 
