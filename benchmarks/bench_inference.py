@@ -8,6 +8,10 @@ cartoon pair, since DIS's time depends on the picture. Budget: 0.65 s/frame on a
 
     python benchmarks/bench_inference.py [--runs 7] [--size 960x540] [--backbones unet resunet]
                                          [--init dis|zero] [--dis-preset fine] [--intermediate both]
+                                         [--fusion mean|select] [--flips 1 4]
+
+The embedded default's model: ``--backbones none --intermediate all --fusion select --flips 1 4``
+(``--flips``: mirrored passes averaged, ``VFIConfig.flip_ensemble``; each count is timed).
 
 Prints a table and writes benchmarks/results/inference.json. The CPU may be shared; the load
 average before and after is recorded so a slow figure can be told from a busy machine.
@@ -52,10 +56,10 @@ def cartoon_pair(width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def measure(backbone: str, width: int, height: int, runs: int, init: str, preset: str,
-            intermediate: str = "both") -> dict:
+            intermediate: str = "both", fusion: str = "mean", flips: int = 1) -> dict:
     torch.manual_seed(0)
     model = VFIModel(VFIConfig(backbone=backbone, flow=FlowNetConfig(init=init, dis_preset=preset),
-                                intermediate=intermediate)).eval()
+                                intermediate=intermediate, fusion=fusion, flip_ensemble=flips)).eval()
     img0, img1 = cartoon_pair(width, height)
     with torch.inference_mode():
         counter = FlopCounterMode(display=False)
@@ -69,6 +73,8 @@ def measure(backbone: str, width: int, height: int, runs: int, init: str, preset
         "init": init,
         "dis_preset": preset if init == "dis" else None,
         "intermediate": intermediate,
+        "fusion": fusion,
+        "flips": flips,
         "dis_s": statistics.median(prior),
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
         "flow_params_m": sum(p.numel() for p in model.flownet.parameters()) / 1e6,
@@ -84,26 +90,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--size", default="960x540", help="WIDTHxHEIGHT")
-    parser.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=BACKBONES)
+    parser.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=(*BACKBONES, "none"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--init", default="dis", choices=("dis", "zero"), help="FlowNetConfig.init")
     parser.add_argument("--dis-preset", default="fine", choices=("ultrafast", "fast", "medium", "fine"))
-    parser.add_argument("--intermediate", default="both", choices=("linear", "splat", "both"))
+    parser.add_argument("--intermediate", default="both", choices=("linear", "splat", "both", "all"))
+    parser.add_argument("--fusion", default="mean", choices=("mean", "select"))
+    parser.add_argument("--flips", type=int, nargs="+", default=[1], choices=(1, 2, 4))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "inference.json")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
     torch.set_num_threads(args.threads)
 
     load_before = os.getloadavg()
-    rows = [measure(b, width, height, args.runs, args.init, args.dis_preset, args.intermediate) for b in args.backbones]
+    rows = [measure(b, width, height, args.runs, args.init, args.dis_preset, args.intermediate, args.fusion, n)
+            for b in args.backbones for n in args.flips]
     load_after = os.getloadavg()
 
     prior = f"DIS prior ({args.dis_preset})" if args.init == "dis" else "no prior"
     print(f"VFI inference at {width}x{height}, batch 1, {args.threads} threads, median of {args.runs} runs, {prior}")
-    print(f"{'backbone':<10} {'params (M)':>10} {'GFLOPs':>8} {'s/frame':>8} {'best':>6} {'flow s':>7} {'DIS s':>6}  budget")
+    print(f"{'backbone':<10} {'flips':>5} {'params (M)':>10} {'GFLOPs':>8} {'s/frame':>8} {'best':>6} {'flow s':>7} {'DIS s':>6}  budget")
     for r in rows:
         ok = "ok" if r["s_per_frame"] <= BUDGET_S else "OVER"
-        print(f"{r['backbone']:<10} {r['params_m']:>10.2f} {r['gflops']:>8.1f} {r['s_per_frame']:>8.3f} "
+        print(f"{r['backbone']:<10} {r['flips']:>5} {r['params_m']:>10.2f} {r['gflops']:>8.1f} {r['s_per_frame']:>8.3f} "
               f"{r['s_per_frame_min']:>6.3f} {r['flow_s']:>7.3f} {r['dis_s']:>6.3f}  {ok} (<= {BUDGET_S})")
     print(f"load average before/after: {load_before[0]:.2f} / {load_after[0]:.2f} "
           f"on {os.cpu_count()} CPUs (other processes slow every figure down)")
