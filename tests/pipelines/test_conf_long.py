@@ -1,4 +1,4 @@
-"""conf/long is the embedded default with more VFI epochs, nothing else: a recipe change in
+"""conf/long is the embedded default with more VFI epochs at a lower learning rate, nothing else: a recipe change in
 conf/base that was not carried over would make `kedro run --env long` train something else."""
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ def _params(project_root, env):
     return OmegaConfigLoader(str(project_root / "conf"), env=env, base_env="base", default_run_env="local")["parameters"]
 
 
-def test_long_differs_from_base_only_in_more_vfi_epochs(project_root):
+def test_long_differs_from_base_only_in_more_vfi_epochs_at_a_lower_rate(project_root):
     base, long = _params(project_root, None), _params(project_root, "long")
-    assert long["vfi_training"]["loop"]["epochs"] > base["vfi_training"]["loop"]["epochs"]
-    long["vfi_training"]["loop"]["epochs"] = base["vfi_training"]["loop"]["epochs"]
+    b, lg = base["vfi_training"]["loop"], long["vfi_training"]["loop"]
+    assert lg["epochs"] > b["epochs"] and lg["lr"] < b["lr"]
+    lg["epochs"], lg["lr"] = b["epochs"], b["lr"]
     assert long == base
