@@ -290,7 +290,9 @@ def flow_that_helps(store: Any, flow_checkpoint: dict[str, Any], model_params: d
     untrained = FlowNet(cfg.flow)
     candidates = {"pretrained": VFIModel(cfg, build_flownet(flow_checkpoint, source="flownet_model")),
                   "prior": VFIModel(cfg, untrained)}
-    table = evaluate_methods(store, {k: model_predictor(m) for k, m in candidates.items()}, split=split, limit=limit)
+    # One pass each (not the config's mirrored passes): the check compares two flows, like with like.
+    predictors = {k: model_predictor(m, flips=1) for k, m in candidates.items()}
+    table = evaluate_methods(store, predictors, split=split, limit=limit)
     scores = {k: v["psnr"] for k, v in summarize(table).items()}
     keep = scores["pretrained"] > scores["prior"]
     log.info("flow check on %s: pretrained flow %.3f dB, its prior (DIS) %.3f dB: %s", split,
