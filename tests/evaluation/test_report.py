@@ -99,6 +99,13 @@ def test_markdown_summary_lists_every_method_and_the_published_numbers():
     assert "29.68" in text and "0.9580" in text and "0.0349" in text
 
 
+def test_notes_on_how_methods_ran_end_the_opening_paragraph():
+    text = report.markdown_summary(report.summarize(_table()), notes=["Both ran twice."])
+    opening = text.split("\n\n")[1]
+    assert opening.startswith("Frame2 predicted from frame1 and frame3")
+    assert opening.endswith("Definitions: docs/evaluation.md. Both ran twice.")
+
+
 def test_method_table_has_one_row_per_method():
     table = report.method_table(report.summarize(_table()))
     assert list(table["method"]) == ["model", "blend"]

@@ -204,9 +204,9 @@ def markdown_summary(summary: Mapping[str, Mapping[str, float]], split: str = "t
     parts = [
         f"# Evaluation on the {split} split",
         "",
-        "Frame2 predicted from frame1 and frame3 (t = 0.5). SSIM is the standard Gaussian SSIM "
-        "(data range 1); SSIM (AnimeInterp) reproduces the published protocol (7x7 uniform window, "
-        " ".join(["data range 2). IE is the RMS error on 0-255. Definitions: docs/evaluation.md.", *notes]),
+        " ".join(["Frame2 predicted from frame1 and frame3 (t = 0.5). SSIM is the standard Gaussian SSIM "
+                  "(data range 1); SSIM (AnimeInterp) reproduces the published protocol (7x7 uniform window, "
+                  "data range 2). IE is the RMS error on 0-255. Definitions: docs/evaluation.md.", *notes]),
         "",
         _table(["method", "n", *(titles[m] for m in shown)],
                [[k, str(summary[k].get("n_triplets", "-")), *(_fmt(summary[k].get(m), digits[m]) for m in shown)]
