@@ -257,10 +257,18 @@ def test_default_model_is_the_projects_and_says_so(capsys, tmp_path, monkeypatch
 def test_memory_options_keep_size_and_count(capsys, tmp_path, short_clip, tiny_checkpoint):
     out = tmp_path / "out"
     code, err = run(capsys, short_clip, "-o", out, "--model", tiny_checkpoint, "--flow-scale", 0.5,
-                    "--tile", 64, "--flips", 2, "--device", "cpu", "-q")
+                    "--tile", 64, "--flips", 2, "--flow-candidates", "fine,fine-pca", "--device", "cpu", "-q")
     assert code == 0, err
     frames = sorted(out.glob("*.png"))
     assert len(frames) == 6 and cv2.imread(str(frames[1])).shape == (H, W, 3)
+
+
+def test_an_unknown_flow_candidate_is_refused_by_name(capsys, tmp_path, short_clip, tiny_checkpoint):
+    with pytest.raises(SystemExit) as exited:  # argparse: usage line and the reason, exit status 2
+        run(capsys, short_clip, "-o", tmp_path / "out.mp4", "--model", tiny_checkpoint, "--flow-candidates", "fine,finest")
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "finest" in err and "fine-pca" in err
+    assert not (tmp_path / "out.mp4").exists()
 
 
 def test_without_any_model_it_explains_how_to_get_one(capsys, tmp_path, monkeypatch, clip):

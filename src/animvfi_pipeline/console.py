@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flips", type=int, choices=(1, 2, 4), default=None,
                    help="average this many mirrored passes of the network (default: the model's own "
                         "setting, 4 for the embedded default's model); 1 is fastest")
+    p.add_argument("--flow-candidates", type=_candidates, default=None, metavar="LIST",
+                   help="DIS variants to choose the flow among, per pair, by how well each explains the "
+                        "colours, e.g. fine,fine-pca,fine-alpha10; 'none': the model's single preset "
+                        "(default: the model's own setting)")
     p.add_argument("--tile", type=int, default=0,
                    help="process frames in overlapping tiles of this many pixels (0 = whole frames)")
     p.add_argument("--scene-threshold", type=float, default=DEFAULT_SCENE_THRESHOLD,
@@ -160,6 +164,18 @@ def _interpolate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> i
     return 0
 
 
+def _candidates(text: str) -> list[str]:
+    """--flow-candidates: a comma-separated list of DIS variants, or 'none'."""
+    from animvfi_pipeline.data.flow import DIS_PRESETS
+
+    names = [] if text.strip().lower() == "none" else [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in DIS_PRESETS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown DIS variant(s) {', '.join(unknown)}; choose among "
+                                         f"{', '.join(sorted(DIS_PRESETS))} or 'none'")
+    return names
+
+
 def _make_interpolator(parser: argparse.ArgumentParser, args: argparse.Namespace):
     from animvfi_pipeline.inference import interpolate as interp
 
@@ -168,7 +184,7 @@ def _make_interpolator(parser: argparse.ArgumentParser, args: argparse.Namespace
         return interp.classical_interpolator()
     settings = interp.ModelSettings(device=args.device, precision=args.precision, batch_size=args.batch_size,
                                     flow_scale=args.flow_scale, max_side=args.max_side, tile=args.tile,
-                                    flips=args.flips)
+                                    flips=args.flips, flow_candidates=args.flow_candidates)
     try:
         interpolator = interp.ModelInterpolator(_load_model(args.model, settings.device), settings)
     except ValueError as exc:

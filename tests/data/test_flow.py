@@ -5,7 +5,15 @@ import numpy as np
 import pytest
 import torch
 
-from animvfi_pipeline.data.flow import dis_flow, flow_to_color, resize_flow
+from animvfi_pipeline.data.flow import (
+    best_dis_flow_pair,
+    dis_flow,
+    dis_flow_pair,
+    flow_to_color,
+    grey_pair,
+    photometric_error,
+    resize_flow,
+)
 from animvfi_pipeline.models.warp import warp
 
 
@@ -95,6 +103,47 @@ def test_the_fine_preset_interpolates_cartoons_better_than_medium():
             pred = interpolate_with_flow(f0, f1, dis_flow(f0, f1, preset), dis_flow(f1, f0, preset), 0.5)
             psnr[preset].append(-10 * np.log10(np.mean((pred - mid / 255.0) ** 2)))
     assert np.mean(psnr["fine"]) > np.mean(psnr["medium"]) + 0.3, psnr
+
+
+def _equal_luma_pair(shift: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """A disc painted red on a green ground of the same 8-bit luminance (119), moved ``shift``
+    pixels right: grey DIS cannot see the disc, a colour check can."""
+    h, w = 96, 128
+    ys, xs = np.mgrid[0:h, 0:w]
+    frames = []
+    for cx in (60, 60 + shift):
+        img = np.empty((h, w, 3), np.uint8)
+        img[:] = (60, 160, 60)
+        disc = (xs - cx) ** 2 + (ys - 48) ** 2 < 22 ** 2
+        img[disc] = (200, 80, 104)
+        frames.append(img)
+    return frames[0], frames[1]
+
+
+def test_the_pca_projection_separates_paints_that_luminance_merges():
+    a, b = _equal_luma_pair()
+    disc, ground = (48, 60), (5, 5)
+    luma_a, _ = grey_pair(a, b, "luma")
+    pca_a, pca_b = grey_pair(a, b, "pca")
+    assert luma_a[disc] == luma_a[ground]
+    assert abs(int(pca_a[disc]) - int(pca_a[ground])) > 200
+    # One mapping for both frames: the same paint gets the same grey in each.
+    assert pca_a[ground] == pca_b[ground]
+
+
+def test_the_best_candidate_is_the_flow_that_explains_the_colours():
+    a, b = _equal_luma_pair(shift=4)
+    luma_only = dis_flow_pair(a, b, "fine")
+    best = best_dis_flow_pair(a, b, ("fine", "fine-pca"))
+    errors = {name: photometric_error(a, b, flow[:2]) + photometric_error(b, a, flow[2:])
+              for name, flow in (("fine", luma_only), ("best", best))}
+    assert errors["best"] < errors["fine"], errors
+    inside = (slice(40, 56), slice(56, 68))  # inside the disc in both frames
+    assert abs(np.median(luma_only[0][inside])) < 0.5  # grey DIS: nothing moved
+    assert abs(np.median(best[0][inside]) - 4) < 1.0  # frame 0 -> 1: the disc moved right
+    assert abs(np.median(best[2][inside]) + 4) < 1.0
+    # A single candidate is plain DIS.
+    np.testing.assert_array_equal(best_dis_flow_pair(a, b, ("fine",)), luma_only)
 
 
 def test_dis_flow_rejects_unknown_preset_and_mismatched_images():

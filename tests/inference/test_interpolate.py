@@ -189,6 +189,16 @@ def test_flips_setting_reaches_the_model_and_none_leaves_the_models_own():
         assert model.batches[0] == passed
 
 
+def test_flow_candidates_setting_reaches_the_model_and_none_leaves_the_models_own():
+    cfg = VFIConfig(flow=FlowNetConfig(channels=(8, 8, 8), depth=1, init="dis", dis_preset="fine"),
+                    backbone="none", flow_candidates=["fine", "fine-pca"])
+    for setting, expected in ((None, ["fine", "fine-pca"]), ([], []), (["fine-alpha10"], ["fine-alpha10"])):
+        interpolator = ModelInterpolator(VFIModel(cfg), ModelSettings(device="cpu", flow_candidates=setting))
+        assert interpolator.model.cfg.flow_candidates == expected
+        assert interpolator.model.flownet.cfg.dis_preset == "fine"  # the model's own preset is untouched
+    assert cfg.flow_candidates == ["fine", "fine-pca"]  # the config it was built from is not changed
+
+
 def test_tiles_blend_back_to_the_whole_frame():
     rng = np.random.default_rng(0)
     img0, img1 = (torch.from_numpy(rng.random((2, 3, 100, 150), dtype=np.float32)) for _ in range(2))

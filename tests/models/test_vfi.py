@@ -400,3 +400,33 @@ def test_mirrored_passes_average_the_model_on_the_mirrored_pair_and_travel_with_
         VFIConfig(flip_ensemble=3)
     with pytest.raises(ValueError, match="flips"):
         model.inference(img0, img1, 0.5, flips=8)
+
+
+def test_flow_candidates_give_the_model_the_prior_that_explains_the_colours_and_travel_with_the_checkpoint(one_thread):
+    from animvfi_pipeline.data.flow import best_dis_flow_pair
+    from animvfi_pipeline.models.checkpoint import build_vfi_model, make_checkpoint
+    from animvfi_pipeline.models.vfi import prior_network
+
+    # A red disc on green of the same 8-bit luminance, moved 6 pixels: grey DIS does not see it.
+    ys, xs = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+    pair = []
+    for cx in (40, 46):
+        img = torch.tensor([60, 160, 60]).view(3, 1, 1).expand(3, H, W).clone().float()
+        img[:, (xs - cx) ** 2 + (ys - 32) ** 2 < 14 ** 2] = torch.tensor([200.0, 80, 104]).view(3, 1)
+        pair.append(img[None] / 255)
+    cands = ["fine", "fine-pca"]
+    base = {**TINY, "flow": FlowNetConfig(channels=(8, 8, 8), depth=1, init="dis", dis_preset="fine"),
+            "intermediate": "linear", "backbone": "none"}
+    plain, chosen = (prior_network(VFIConfig(**base, flow_candidates=c)) for c in ([], cands))
+    as_u8 = [(x[0].permute(1, 2, 0) * 255).round().byte().numpy() for x in pair]
+    expected = torch.from_numpy(best_dis_flow_pair(as_u8[0], as_u8[1], tuple(cands)))[None]
+    assert torch.allclose(chosen.flow_prior(*pair), expected)
+    middle = torch.tensor([60, 160, 60]).view(3, 1, 1).expand(3, H, W).clone().float()
+    middle[:, (xs - 43) ** 2 + (ys - 32) ** 2 < 14 ** 2] = torch.tensor([200.0, 80, 104]).view(3, 1)
+    middle = middle[None] / 255
+    assert err(chosen.inference(*pair), middle) < 0.5 * err(plain.inference(*pair), middle)
+    loaded = build_vfi_model(make_checkpoint("animvfi.vfi", chosen, chosen.cfg.to_dict()))
+    assert loaded.cfg.flow_candidates == cands
+    assert VFIConfig.from_dict({k: v for k, v in VFIConfig().to_dict().items() if k != "flow_candidates"}).flow_candidates == []
+    with pytest.raises(ValueError, match="flow_candidates"):
+        VFIConfig(flow_candidates=["finest"])

@@ -14,6 +14,8 @@ DIS_PRESETS = {
     "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
     "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
     "fine": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,  # + the settings below
+    "fine-pca": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,  # "fine" on the pair's own grey projection
+    "fine-alpha10": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,  # "fine" with half the smoothness weight
 }
 # "fine": OpenCV's medium preset carried down to full resolution (finest scale 0 instead of 1)
 # with denser patches (stride 2 instead of 3) and more descent iterations (50 instead of 25).
@@ -21,6 +23,18 @@ DIS_PRESETS = {
 # across motion boundaries. On the embedded validation split the splatting interpolator gains
 # 1.0 dB (1.6 dB on the unseen style) over "medium" for ~5x its time (docs/training.md).
 _FINE_SETTINGS = {"setFinestScale": 0, "setPatchStride": 2, "setGradientDescentIterations": 50}
+# The variants that ``best_dis_flow_pair`` chooses among. DIS sees one grey channel: two paints of
+# equal luminance look alike to it, so "fine-pca" projects the pair's colours on their direction
+# of largest variance instead of on luminance; "fine-alpha10" halves the variational refinement's
+# smoothness weight (OpenCV's default 20), which follows small motion of thin lines more closely.
+_VARIANT_SETTINGS = {
+    "fine": _FINE_SETTINGS,
+    "fine-pca": _FINE_SETTINGS,
+    "fine-alpha10": {**_FINE_SETTINGS, "setVariationalRefinementAlpha": 10.0},
+}
+# Per-pixel colour error (sum over RGB, 0-255 scale) above which a pixel counts as unmatched
+# (an occlusion or a disocclusion), so that such pixels count the same for every candidate.
+PHOTOMETRIC_CAP = 60.0
 
 
 def _check_flow(flow: np.ndarray) -> None:
@@ -54,6 +68,22 @@ def _gray(img: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(img, dtype=np.uint8), cv2.COLOR_RGB2GRAY)
 
 
+def grey_pair(img_a: np.ndarray, img_b: np.ndarray, projection: str = "luma") -> tuple[np.ndarray, np.ndarray]:
+    """Both images as uint8 grey. "luma": OpenCV's luminance. "pca": the pair's colours projected
+    on their first principal direction, stretched to 0-255 over both images (the same mapping
+    for both, so brightness constancy still holds)."""
+    if projection == "luma" or img_a.ndim == 2:
+        return _gray(img_a), _gray(img_b)
+    colours = np.concatenate([img_a.reshape(-1, 3), img_b.reshape(-1, 3)]).astype(np.float32)
+    colours -= colours.mean(0)
+    axis = np.linalg.svd(np.cov(colours.T))[0][:, 0]
+    axis = axis * (1.0 if axis.sum() >= 0 else -1.0)  # bright stays bright, as in luminance
+    ya, yb = (img.reshape(-1, 3).astype(np.float32) @ axis for img in (img_a, img_b))
+    lo, hi = min(ya.min(), yb.min()), max(ya.max(), yb.max())
+    scale = 255.0 / max(hi - lo, 1e-6)
+    return tuple(np.round((y - lo) * scale).astype(np.uint8).reshape(img_a.shape[:2]) for y in (ya, yb))
+
+
 def dis_flow(img_a: np.ndarray, img_b: np.ndarray, preset: str = "medium") -> np.ndarray:
     """Dense flow from ``img_a`` to ``img_b`` with OpenCV's DIS (uint8 RGB or gray, same size).
 
@@ -65,10 +95,10 @@ def dis_flow(img_a: np.ndarray, img_b: np.ndarray, preset: str = "medium") -> np
     if img_a.shape != img_b.shape:
         raise ValueError(f"images differ in shape: {img_a.shape} vs {img_b.shape}")
     dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
-    if preset == "fine":
-        for setter, value in _FINE_SETTINGS.items():
-            getattr(dis, setter)(value)
-    flow = dis.calc(_gray(img_a), _gray(img_b), None)  # (H, W, 2)
+    for setter, value in _VARIANT_SETTINGS.get(preset, {}).items():
+        getattr(dis, setter)(value)
+    grey_a, grey_b = grey_pair(img_a, img_b, "pca" if preset.endswith("-pca") else "luma")
+    flow = dis.calc(grey_a, grey_b, None)  # (H, W, 2)
     return np.ascontiguousarray(flow.transpose(2, 0, 1), dtype=np.float32)
 
 
@@ -76,6 +106,37 @@ def dis_flow_pair(img0: np.ndarray, img1: np.ndarray, preset: str = "medium") ->
     """float32 (4, H, W): DIS flow 0 -> 1 (channels 0-1) and 1 -> 0 (channels 2-3), the prior a
     FlowNet with ``init="dis"`` refines."""
     return np.concatenate([dis_flow(img0, img1, preset), dis_flow(img1, img0, preset)])
+
+
+def photometric_error(img_a: np.ndarray, img_b: np.ndarray, flow_ab: np.ndarray) -> float:
+    """Mean colour error of ``img_b`` warped along ``flow_ab`` onto ``img_a`` (uint8 RGB): per
+    pixel the L1 distance over the three channels, capped at ``PHOTOMETRIC_CAP``."""
+    h, w = img_a.shape[:2]
+    gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+    warped = cv2.remap(img_b, gx + flow_ab[0], gy + flow_ab[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    diff = np.abs(warped.astype(np.float32) - img_a.astype(np.float32))
+    diff = diff.reshape(h, w, -1).sum(-1)
+    return float(np.minimum(diff, PHOTOMETRIC_CAP).mean())
+
+
+def best_dis_flow_pair(img0: np.ndarray, img1: np.ndarray, presets: str | tuple[str, ...] | list[str]) -> np.ndarray:
+    """``dis_flow_pair`` for each of ``presets`` and return the one whose flows explain the pair's
+    colours best (lowest ``photometric_error`` summed over both directions).
+
+    DIS matches grey levels only; the colour error is a check it never optimised, so it tells a
+    flow that matched the wrong paint from one that matched the right one. The choice is made per
+    pair, not per pixel: each candidate is a whole, smooth DIS field (docs/interpolate.md).
+    """
+    presets = (presets,) if isinstance(presets, str) else tuple(presets)
+    if len(presets) == 1:
+        return dis_flow_pair(img0, img1, presets[0])
+    best, best_error = None, np.inf
+    for preset in presets:
+        pair = dis_flow_pair(img0, img1, preset)
+        error = photometric_error(img0, img1, pair[:2]) + photometric_error(img1, img0, pair[2:])
+        if error < best_error:
+            best, best_error = pair, error
+    return best
 
 
 def flow_to_color(flow: np.ndarray, max_flow: float | None = None) -> np.ndarray:

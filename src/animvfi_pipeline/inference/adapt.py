@@ -227,7 +227,7 @@ def whole_frame_priors(model: torch.nn.Module, triplets: list[Triplet], device: 
     priors = []
     for first, _, last in tqdm(triplets, unit="triplet", desc="adapt: flow", disable=not progress, leave=False):
         x0, x1 = (torch.from_numpy(f).to(device).permute(2, 0, 1)[None].float() / 255.0 for f in (first, last))
-        prior = model.flownet.prior(x0, x1)
+        prior = model.flow_prior(x0, x1)
         if prior is None:
             return None
         priors.append(prior[0].cpu().numpy().astype(np.float16))

@@ -12,6 +12,8 @@ The work is split so that each part can be tested alone:
 """
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import math
 import time
@@ -229,6 +231,9 @@ class ModelSettings:
     tile: int = 0  # >0: process frames in tiles of this size (pixels) with overlap
     tile_overlap: int | None = None  # default: tile // 4
     flips: int | None = None  # mirrored passes averaged (1, 2, 4); None: the model's own flip_ensemble
+    # DIS variants the flow prior is chosen among per pair (VFIConfig.flow_candidates); None: the
+    # model's own; an empty list: its single dis_preset.
+    flow_candidates: list[str] | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -270,6 +275,8 @@ class ModelInterpolator:
             raise ValueError(f"flow scale must be in (0, 1], got {s.flow_scale}")
         if s.tile and s.tile < 64:
             raise ValueError(f"tile must be at least 64 pixels, got {s.tile}")
+        if s.flow_candidates is not None:  # a setting of the model itself: the interpolator owns it from here
+            self.model.cfg = dataclasses.replace(self.model.cfg, flow_candidates=list(s.flow_candidates))
 
     def scale_for(self, height: int, width: int) -> float:
         if self.settings.flow_scale is not None:

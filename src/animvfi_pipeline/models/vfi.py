@@ -14,7 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from animvfi_pipeline.models.flownet import FlowNet, FlowNetConfig, pad_to_multiple, resize_flow
+from animvfi_pipeline.data.flow import DIS_PRESETS
+from animvfi_pipeline.models.flownet import FlowNet, FlowNetConfig, dis_prior, pad_to_multiple, resize_flow
 from animvfi_pipeline.models.fusion import WarpSelector, select_fusion, selection_cues
 from animvfi_pipeline.models.splat import splatted_flows
 from animvfi_pipeline.models.synthesis import build_backbone
@@ -62,6 +63,11 @@ class VFIConfig:
     # (docs/training.md, "Mirrored passes"). A static pixel stays the input in every pass. Training
     # and validation use one pass; old checkpoints without the key keep 1.
     flip_ensemble: int = 1
+    # DIS variants (data.flow.DIS_PRESETS) the flow prior is chosen among when the model computes
+    # it itself (inference): per pair, the one whose flows explain the frames' colours best
+    # (data.flow.best_dis_flow_pair). Empty: the flow net's own dis_preset. Priors read from a
+    # store (training, validation) are not affected. Time grows with the number of variants.
+    flow_candidates: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if isinstance(self.flow, dict):
@@ -71,6 +77,10 @@ class VFIConfig:
             raise ValueError(f"VFIConfig: intermediate must be one of {INTERMEDIATE}, got {self.intermediate!r}")
         if self.fusion not in FUSION:
             raise ValueError(f"VFIConfig: fusion must be one of {FUSION}, got {self.fusion!r}")
+        self.flow_candidates = [str(p) for p in self.flow_candidates]
+        unknown = [p for p in self.flow_candidates if p not in DIS_PRESETS]
+        if unknown:
+            raise ValueError(f"VFIConfig: flow_candidates must be among {sorted(DIS_PRESETS)}, got {unknown}")
         if self.flip_ensemble not in FLIPS:
             raise ValueError(f"VFIConfig: flip_ensemble must be one of {sorted(FLIPS)}, got {self.flip_ensemble!r}")
 
@@ -210,8 +220,8 @@ class VFIModel(nn.Module):
         DataLoader worker computed it (see FlowNet.forward).
         """
         t = as_time_tensor(t, img0.shape[0], img0)
-        if prior is None:
-            prior = self.flownet.prior(img0, img1)  # on the frames as given, not the padded ones
+        if prior is None:  # on the frames as given, not the padded ones
+            prior = self.flow_prior(img0, img1)
         img0, (h, w) = pad_to_multiple(img0, self.multiple)
         img1, _ = pad_to_multiple(img1, self.multiple)
         if prior is not None:
@@ -248,6 +258,12 @@ class VFIModel(nn.Module):
         out = {k: v[..., :h, :w] for k, v in out.items()}
         out["gates"] = syn["gates"]  # at padded resolution; for inspection only
         return out
+
+    def flow_prior(self, img0: torch.Tensor, img1: torch.Tensor) -> torch.Tensor | None:
+        """The prior the flow net refines: DIS at its preset, or the best of ``cfg.flow_candidates``."""
+        if self.cfg.flow_candidates and self.flownet.cfg.init == "dis":
+            return dis_prior(img0, img1, tuple(self.cfg.flow_candidates))
+        return self.flownet.prior(img0, img1)
 
     @torch.no_grad()
     def inference(self, img0: torch.Tensor, img1: torch.Tensor, t: float | torch.Tensor = 0.5,
