@@ -1,7 +1,8 @@
 """Transfer check: a trained model against its prior on scenes, a style and a size it never saw.
 
     .venv/bin/python tools/transfer_check.py [--model data/06_models/vfi.pt ...]
-        [--size 960x540] [--style watercolor] [--n 24] [--seed 4321] [--flips N] [--out FILE.json]
+        [--size 960x540] [--style watercolor] [--n 24] [--seed 4321] [--flips N] [--flow-candidates LIST|none]
+        [--out FILE.json]
 
 Renders ``--n`` fresh synthetic triplets (generator seed ``--seed``, not the pipeline's, so the
 scenes are new) of one style family at ``--size`` into a temporary ATD-12K-layout folder, then
@@ -10,7 +11,8 @@ parts off) and the classical DIS baseline: PSNR and SSIM, mean over the triplets
 over the prior. The default is the unseen style at ATD-12K's 960x540, twice the training size,
 so motion in pixels is twice what training saw: the embedded test split cannot show that.
 ``--flips`` runs each model and its prior with that many mirrored passes instead of the
-checkpoint's own ``flip_ensemble``.
+checkpoint's own ``flip_ensemble``; ``--flow-candidates`` (comma-separated DIS variants, or
+"none") likewise replaces its ``flow_candidates``.
 
 Nothing here feeds the pipeline; docs/training.md quotes the figures.
 """
@@ -55,6 +57,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=4321)
     ap.add_argument("--flips", type=int, choices=(1, 2, 4), default=None,
                     help="mirrored passes for each model and its prior (default: the checkpoint's)")
+    ap.add_argument("--flow-candidates", default=None,
+                    help="DIS variants each model and its prior choose their flow among, comma-separated, "
+                         "or 'none' (default: the checkpoint's)")
     ap.add_argument("--out", default=None, help="also write the figures to this JSON file")
     args = ap.parse_args()
     size = tuple(int(v) for v in args.size.lower().split("x"))
@@ -66,6 +71,8 @@ def main() -> None:
         model = load_vfi_model(path)
         if args.flips is not None:  # the prior below shares the config, so it runs the same way
             model.cfg.flip_ensemble = args.flips
+        if args.flow_candidates is not None:
+            model.cfg.flow_candidates = [] if args.flow_candidates == "none" else args.flow_candidates.split(",")
         methods[f"prior ({path})"] = model_predictor(prior_network(model.cfg))
         methods[f"model ({path})"] = model_predictor(model)
 
@@ -92,7 +99,7 @@ def main() -> None:
         out = Path(args.out)
         tmp = out.with_suffix(out.suffix + ".tmp")
         tmp.write_text(json.dumps({"size": size, "style": args.style, "n": len(triplets), "seed": args.seed,
-                                   "flips": args.flips, "scores": scores}, indent=2) + "\n")
+                                   "flips": args.flips, "flow_candidates": args.flow_candidates, "scores": scores}, indent=2) + "\n")
         tmp.replace(out)
 
 

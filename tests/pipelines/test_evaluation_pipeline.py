@@ -142,3 +142,15 @@ def test_model_and_prior_run_the_checkpoints_mirrored_passes_unless_told_otherwi
     # an untrained network is its prior, with the same passes or without
     for m in (metrics4, metrics1):
         assert m["model"]["psnr"] == pytest.approx(m["prior"]["psnr"], abs=1e-6)
+
+
+def test_model_and_prior_choose_among_the_checkpoints_flow_candidates_unless_told_otherwise(store):
+    cfg = VFIConfig(flow=FlowNetConfig(scales=(4, 2), channels=(8, 8), depth=1, init="dis", dis_preset="fine"),
+                    widths=(8, 8, 8, 8), head_channels=4, flow_candidates=["fine", "fine-pca", "fine-alpha10"])
+    three = make_checkpoint("animvfi.vfi", VFIModel(cfg), cfg.to_dict())
+    metrics3, _, _, summary3, *_ = evaluate(store, three, None, None, _params(limit=2, flips=1))
+    metrics1, _, _, summary1, *_ = evaluate(store, three, None, None, _params(limit=2, flips=1, flow_candidates=[]))
+    assert "fine-pca" in summary3 and "fine-pca" not in summary1  # the report says which prior was used
+    assert metrics3["prior"]["psnr"] != metrics1["prior"]["psnr"]  # the candidates change the flow
+    for m in (metrics3, metrics1):  # an untrained network is its prior whichever flow it gets
+        assert m["model"]["psnr"] == pytest.approx(m["prior"]["psnr"], abs=1e-6)

@@ -1,6 +1,8 @@
 """Thin node over the evaluation library; metric definitions are in docs/evaluation.md."""
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import math
 from dataclasses import dataclass, field
@@ -31,6 +33,9 @@ class EvaluationParams:
     classical_flow: dict[str, Any] = field(default_factory=dict)  # ClassicalFlowConfig fields
     unseen_styles: list[str] = field(default_factory=list)  # style families training never saw
     flips: int | None = None  # mirrored passes for the model, its prior and its start; None: the checkpoint's
+    # DIS variants the model, its prior and its start choose their flow among (VFIConfig.flow_candidates);
+    # None: the checkpoint's; []: its single preset.
+    flow_candidates: list[str] | None = None
 
 
 def _device(name: str) -> torch.device:
@@ -62,7 +67,7 @@ def evaluate(
     """
     params = EvaluationParams(**evaluation_params)
     device = _device(params.device)
-    model = build_vfi_model(vfi_model, source="vfi_model")
+    model = with_flow_candidates(build_vfi_model(vfi_model, source="vfi_model"), params.flow_candidates)
     predictors = {
         "model": baselines.model_predictor(model, device, params.flips),
         # What training added is model - prior: the same network with its learned parts off,
@@ -72,7 +77,7 @@ def evaluate(
         "blend": baselines.blend,
         "classical_flow": baselines.classical_flow_predictor(baselines.ClassicalFlowConfig(**params.classical_flow)),
     }
-    start = load_starting_model(vfi_model)
+    start = with_flow_candidates(load_starting_model(vfi_model), params.flow_candidates)
     if start is not None:  # a fine-tuned model (init_from): what fine-tuning added is model - start
         predictors = {"model": predictors.pop("model"), "start": baselines.model_predictor(start, device, params.flips),
                       **predictors}
@@ -87,17 +92,30 @@ def evaluate(
         summary,
         per_triplet,
         report.method_table(summary),
-        report.markdown_summary(summary, split=params.split, notes=_run_notes(params.flips or model.cfg.flip_ensemble)),
+        report.markdown_summary(summary, split=params.split,
+                                notes=_run_notes(params.flips or model.cfg.flip_ensemble, model.cfg.flow_candidates)),
         figures.gallery_figure(triplet_store, per_triplet, predictors["model"], method="model"),
         figures.psnr_distribution_figure(per_triplet),
         figures.training_curves_figure({"flow": flow_training_history, "vfi": vfi_training_history}),
     )
 
 
-def _run_notes(passes: int) -> list[str]:
+def with_flow_candidates(model: torch.nn.Module | None, candidates: list[str] | None) -> torch.nn.Module | None:
+    """``model`` choosing its flow prior among ``candidates`` (None: as it is)."""
+    if model is not None and candidates is not None:
+        model.cfg = dataclasses.replace(model.cfg, flow_candidates=list(candidates))
+    return model
+
+
+def _run_notes(passes: int, candidates: list[str]) -> list[str]:
     if passes == 1:
-        return ["The model and its prior run one pass each (no mirrored passes)."]
-    return [f"The model and its prior each average {passes} mirrored passes (`flip_ensemble`, docs/training.md)."]
+        notes = ["The model and its prior run one pass each (no mirrored passes)."]
+    else:
+        notes = [f"The model and its prior each average {passes} mirrored passes (`flip_ensemble`, docs/training.md)."]
+    if candidates:
+        notes.append(f"Their flow prior is, per pair, the best of the DIS variants {', '.join(candidates)} "
+                     "(`flow_candidates`, docs/training.md).")
+    return notes
 
 
 def promotion_gate(triplet_store: Any, vfi_model: dict, promotion_params: dict[str, Any]) -> dict[str, Any]:
