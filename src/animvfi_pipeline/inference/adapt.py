@@ -268,13 +268,15 @@ def random_batch(triplets: list[Triplet], batch_size: int, crop: int, rng: np.ra
 
 @torch.no_grad()
 def held_out_psnr(model: torch.nn.Module, triplets: list[Triplet], device: torch.device) -> float:
-    """Mean PSNR (dB) of the model's middle frames on whole held-out triplets (NaN if none)."""
+    """Mean PSNR (dB) of the model's middle frames on whole held-out triplets (NaN if none), one
+    pass each: the check ranks two sets of weights, as the promotion gate does, and the model's
+    mirrored passes would cost four times the budget here for the same ranking."""
     if not triplets:
         return math.nan
     scores = []
     for first, middle, last in triplets:
         x0, x1 = (torch.from_numpy(f).to(device).permute(2, 0, 1)[None].float() / 255.0 for f in (first, last))
-        pred = model.inference(x0, x1, 0.5)
+        pred = model.inference(x0, x1, 0.5, flips=1)
         pred = pred.mul(255.0).round().clamp(0, 255)  # scored as the frame that would be written
         mse = ((pred[0].permute(1, 2, 0).cpu().double() - torch.from_numpy(middle).double()) ** 2).mean().item()
         scores.append(10 * math.log10(255.0**2 / max(mse, 1e-10)) if math.isfinite(mse) else math.nan)

@@ -111,7 +111,7 @@ def local_cost_volume(a: torch.Tensor, b: torch.Tensor, radius: int) -> torch.Te
 # and with several candidates per pair DIS dominates the cost: the second network reuses the
 # first one's flows instead of computing them again.
 _DIS_CACHE: OrderedDict[tuple, np.ndarray] = OrderedDict()
-_DIS_CACHE_SIZE = 8
+_DIS_CACHE_SIZE = 4  # four mirrored passes of one pair; a 1080p entry is 33 MB
 
 
 def _cached_dis_pair(a: np.ndarray, b: np.ndarray, presets: tuple[str, ...]) -> np.ndarray:
