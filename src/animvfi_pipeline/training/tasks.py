@@ -284,7 +284,8 @@ def flow_that_helps(store: Any, flow_checkpoint: dict[str, Any], model_params: d
     from animvfi_pipeline.evaluation.baselines import model_predictor
     from animvfi_pipeline.evaluation.report import evaluate_methods, summarize
 
-    cfg = VFIConfig.from_dict({**model_params, "flow": flow_checkpoint["model_config"]})
+    # One DIS field (no flow_candidates): the check compares the two flow networks on the same prior.
+    cfg = VFIConfig.from_dict({**model_params, "flow": flow_checkpoint["model_config"], "flow_candidates": []})
     if cfg.flow.init != "dis" or len(store.indices(split)) == 0:
         return flow_checkpoint, {}
     untrained = FlowNet(cfg.flow)
