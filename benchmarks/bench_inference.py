@@ -9,9 +9,12 @@ cartoon pair, since DIS's time depends on the picture. Budget: 0.65 s/frame on a
     python benchmarks/bench_inference.py [--runs 7] [--size 960x540] [--backbones unet resunet]
                                          [--init dis|zero] [--dis-preset fine] [--intermediate both]
                                          [--fusion mean|select] [--flips 1 4]
+                                         [--flow-candidates fine fine-pca fine-alpha10]
 
-The embedded default's model: ``--backbones none --intermediate all --fusion select --flips 1 4``
-(``--flips``: mirrored passes averaged, ``VFIConfig.flip_ensemble``; each count is timed).
+The embedded default's model: ``--backbones none --intermediate all --fusion select --flips 1 4
+--flow-candidates fine fine-pca fine-alpha10`` (``--flips``: mirrored passes averaged,
+``VFIConfig.flip_ensemble``, each count is timed; ``--flow-candidates``: the DIS fields the prior
+is chosen among, ``VFIConfig.flow_candidates``).
 
 Prints a table and writes benchmarks/results/inference.json. The CPU may be shared; the load
 average before and after is recorded so a slow figure can be told from a busy machine.
@@ -56,18 +59,22 @@ def cartoon_pair(width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def measure(backbone: str, width: int, height: int, runs: int, init: str, preset: str,
-            intermediate: str = "both", fusion: str = "mean", flips: int = 1) -> dict:
+            intermediate: str = "both", fusion: str = "mean", flips: int = 1,
+            candidates: tuple[str, ...] = ()) -> dict:
     torch.manual_seed(0)
     model = VFIModel(VFIConfig(backbone=backbone, flow=FlowNetConfig(init=init, dis_preset=preset),
-                                intermediate=intermediate, fusion=fusion, flip_ensemble=flips)).eval()
+                                intermediate=intermediate, fusion=fusion, flip_ensemble=flips,
+                                flow_candidates=list(candidates))).eval()
     img0, img1 = cartoon_pair(width, height)
     with torch.inference_mode():
         counter = FlopCounterMode(display=False)
         with counter:
             model.inference(img0, img1, 0.5)
-        total = seconds(lambda: model.inference(img0, img1, 0.5), runs)
-        flow = seconds(lambda: model.flownet(img0, img1), runs)
-        prior = seconds(lambda: dis_prior(img0, img1, preset), runs) if init == "dis" else [0.0]
+        # The same pair every run: the DIS cache (models.flownet) is emptied so each run pays for DIS.
+        total = seconds(lambda: (clear_dis_cache(), model.inference(img0, img1, 0.5)), runs)
+        flow = seconds(lambda: (clear_dis_cache(), model.flownet(img0, img1)), runs)
+        fields = tuple(candidates) or preset
+        prior = seconds(lambda: (clear_dis_cache(), dis_prior(img0, img1, fields)), runs) if init == "dis" else [0.0]
     return {
         "backbone": backbone,
         "init": init,
@@ -75,6 +82,7 @@ def measure(backbone: str, width: int, height: int, runs: int, init: str, preset
         "intermediate": intermediate,
         "fusion": fusion,
         "flips": flips,
+        "flow_candidates": list(candidates),
         "dis_s": statistics.median(prior),
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
         "flow_params_m": sum(p.numel() for p in model.flownet.parameters()) / 1e6,
@@ -97,17 +105,20 @@ def main() -> None:
     parser.add_argument("--intermediate", default="both", choices=("linear", "splat", "both", "all"))
     parser.add_argument("--fusion", default="mean", choices=("mean", "select"))
     parser.add_argument("--flips", type=int, nargs="+", default=[1], choices=(1, 2, 4))
+    parser.add_argument("--flow-candidates", nargs="*", default=[],
+                        help="DIS variants the prior is chosen among (VFIConfig.flow_candidates); none: --dis-preset alone")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "inference.json")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
     torch.set_num_threads(args.threads)
 
     load_before = os.getloadavg()
-    rows = [measure(b, width, height, args.runs, args.init, args.dis_preset, args.intermediate, args.fusion, n)
+    rows = [measure(b, width, height, args.runs, args.init, args.dis_preset, args.intermediate, args.fusion, n,
+                    tuple(args.flow_candidates))
             for b in args.backbones for n in args.flips]
     load_after = os.getloadavg()
 
-    prior = f"DIS prior ({args.dis_preset})" if args.init == "dis" else "no prior"
+    prior = f"DIS prior ({', '.join(args.flow_candidates) or args.dis_preset})" if args.init == "dis" else "no prior"
     print(f"VFI inference at {width}x{height}, batch 1, {args.threads} threads, median of {args.runs} runs, {prior}")
     print(f"{'backbone':<10} {'flips':>5} {'params (M)':>10} {'GFLOPs':>8} {'s/frame':>8} {'best':>6} {'flow s':>7} {'DIS s':>6}  budget")
     for r in rows:

@@ -128,6 +128,11 @@ def _cached_dis_pair(a: np.ndarray, b: np.ndarray, presets: tuple[str, ...]) -> 
     return flows
 
 
+def clear_dis_cache() -> None:
+    """Forget the cached DIS results (benchmarks that time DIS on one pair over and over)."""
+    _DIS_CACHE.clear()
+
+
 @torch.no_grad()
 def dis_prior(img0: torch.Tensor, img1: torch.Tensor, preset: str | tuple[str, ...] = "fast") -> torch.Tensor:
     """(B, 4, H, W) OpenCV DIS flows (flow_01, flow_10) for a batch of images in [0, 1]; with
