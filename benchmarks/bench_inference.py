@@ -33,7 +33,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from animvfi_pipeline.data.synthetic_builder import make_scene
-from animvfi_pipeline.models.flownet import FlowNetConfig, dis_prior
+from animvfi_pipeline.models.flownet import FlowNetConfig, clear_dis_cache, dis_prior
 from animvfi_pipeline.models.synthesis import BACKBONES
 from animvfi_pipeline.models.vfi import VFIConfig, VFIModel
 from animvfi_pipeline.utils_io import atomic_path
