@@ -125,7 +125,8 @@ def best_dis_flow_pair(img0: np.ndarray, img1: np.ndarray, presets: str | tuple[
 
     DIS matches grey levels only; the colour error is a check it never optimised, so it tells a
     flow that matched the wrong paint from one that matched the right one. The choice is made per
-    pair, not per pixel: each candidate is a whole, smooth DIS field (docs/interpolate.md).
+    pair, not per pixel: each candidate is a whole, smooth DIS field (docs/training.md, "Flow
+    candidates at inference").
     """
     presets = (presets,) if isinstance(presets, str) else tuple(presets)
     if len(presets) == 1:
