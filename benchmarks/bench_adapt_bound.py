@@ -1,0 +1,116 @@
+"""How much could `--adapt` buy at all? The same adaptation, shown the answers.
+
+`bench_adapt.py` measures `--adapt` as a user runs it: the clip teaches itself with triplets at
+twice the spacing it is interpolated at. This script asks what the same fine-tuning (the library's
+``adapt_on_triplets``: same loss, optimizer, crops, learning rate and number of steps) buys when
+its training triplets are the **true in-betweens** of the clip (an upper bound no user has), and
+compares it with the clip's own 2x triplets, both scored on the same in-betweens that neither saw.
+
+The clip is bench_adapt's (5 watercolor shots, 24 input drawings each at 480x270). Its in-betweens
+inside shots are split in two alternating halves: the "oracle" trains on the first half (input
+k, true drawing k + 1/2, input k + 1), and both runs are scored on the second half, one pass each
+(as the held-out check of ``--adapt``). ``--inputs`` says what the frames are:
+
+- ``mp4`` (bench_adapt's setting): the 12 fps input is an mp4; the truth is the exact drawings.
+- ``exact``: the rendered frames themselves, inputs and truth (what the codec costs).
+- ``mp4-24``: the whole 24 fps clip is an mp4, every other decoded frame is the input and the
+  dropped decoded frames are the truth: how footage with no exact truth (real animation) is scored.
+
+    python benchmarks/bench_adapt_bound.py [--model data/06_models/vfi.pt] [--steps 300] [--lr 1e-4]
+        [--inputs mp4|exact|mp4-24] [--training oracle,clip]
+
+Prints one line per run and appends to benchmarks/results/adapt_bound.json. Steps, not seconds,
+fix the budget, so a busy machine changes the time taken but not the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from animvfi_pipeline.data.synthetic_video import Shot, make_clip, write_clip
+from animvfi_pipeline.inference.adapt import AdaptConfig, adapt_on_triplets, held_out_psnr
+from animvfi_pipeline.inference.interpolate import load_vfi_model_from
+from animvfi_pipeline.inference.video_io import probe, read_frames
+from bench_adapt import FPS_IN, input_clip  # the same clip, from the script beside this one
+
+RESULTS = Path(__file__).resolve().parent / "results" / "adapt_bound.json"
+
+
+def frames_and_truth(clip, inputs: str) -> tuple[list[np.ndarray], Callable[[int], np.ndarray]]:
+    """The input frames as the adaptation sees them, and the truth of the in-between after input k."""
+    def exact_truth(k: int) -> np.ndarray:
+        shot, drawing = clip.drawing_of[k]
+        return clip.truth(shot, drawing + 0.5)
+
+    if inputs == "exact":
+        return [clip.frame(i) for i in range(clip.n_frames)], exact_truth
+    with tempfile.TemporaryDirectory(prefix="bench-adapt-bound-") as tmp:
+        if inputs == "mp4":
+            return list(read_frames(probe(write_clip(clip, Path(tmp) / "input.mp4", fps=FPS_IN)))), exact_truth
+        # Every shot has an even number of drawings, so input frame k is frame 2k of the 24 fps clip.
+        full = make_clip([Shot(seed=s.seed, drawings=2 * s.drawings, style=s.style) for s in clip.shots],
+                         clip.width, clip.height, frames_per_window=2 * clip.frames_per_window)
+        decoded = list(read_frames(probe(write_clip(full, Path(tmp) / "full.mp4", fps=2 * FPS_IN))))
+    return decoded[0::2], lambda k: decoded[2 * k + 1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="data/06_models/vfi.pt", help="vfi.pt or MLflow model URI")
+    parser.add_argument("--steps", type=int, default=300, help="adaptation steps of each run")
+    parser.add_argument("--lr", type=float, default=AdaptConfig.lr)
+    parser.add_argument("--parameters", default="all", choices=("all", "flow", "synthesis"))
+    parser.add_argument("--inputs", default="mp4", choices=("mp4", "exact", "mp4-24"),
+                        help="what the frames and the truth are (see above)")
+    parser.add_argument("--training", default="oracle,clip",
+                        help="comma-separated: oracle (true in-betweens), clip (the clip's 2x triplets)")
+    args = parser.parse_args()
+
+    clip = input_clip(480, 270, 5)
+    frames, truth = frames_and_truth(clip, args.inputs)
+    inside = [k for k in range(clip.n_frames - 1) if clip.drawing_of[k][0] == clip.drawing_of[k + 1][0]]
+
+    def in_between(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return frames[k], truth(k), frames[k + 1]
+
+    scored = [in_between(k) for k in inside[1::2]]
+    training_sets = {
+        "oracle": [in_between(k) for k in inside[0::2]],
+        # what --adapt trains on: inputs k and k + 2 predict k + 1, never across a cut
+        "clip": [(frames[k], frames[k + 1], frames[k + 2]) for k in inside if k + 1 in inside],
+    }
+    model = load_vfi_model_from(args.model)
+    before = held_out_psnr(model, scored, torch.device("cpu"))
+    print(f"{len(scored)} scored in-betweens, inputs {args.inputs}; "
+          f"without adapting: {before:.3f} dB", flush=True)
+
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"runs": []}
+    for name in args.training.split(","):
+        train = training_sets[name]
+        config = AdaptConfig(seconds=None, steps=args.steps, lr=args.lr, parameters=args.parameters,
+                             max_triplets=len(train), held_out=len(scored))
+        started = time.perf_counter()
+        adapted = adapt_on_triplets(model, train, scored, config, "cpu")
+        gain = adapted.held_out_after - adapted.held_out_before
+        print(f"trained on {name} ({len(train)} triplets), {adapted.steps} steps, lr {args.lr:g}, "
+              f"{args.parameters}: {adapted.held_out_before:.3f} -> {adapted.held_out_after:.3f} dB "
+              f"({gain:+.3f}) in {time.perf_counter() - started:.0f} s", flush=True)
+        results["runs"].append({
+            "model": str(args.model), "training": name, "n_train": len(train), "n_scored": len(scored),
+            "inputs": args.inputs, "steps": adapted.steps, "lr": args.lr, "parameters": args.parameters,
+            "psnr_before": adapted.held_out_before, "psnr_after": adapted.held_out_after, "gain_db": gain,
+            "seconds": round(adapted.seconds, 1), "torch_threads": torch.get_num_threads(),
+        })
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
