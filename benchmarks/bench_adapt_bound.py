@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -91,7 +92,7 @@ def main() -> None:
     print(f"{len(scored)} scored in-betweens, inputs {args.inputs}; "
           f"without adapting: {before:.3f} dB", flush=True)
 
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"runs": []}
+    runs = []
     for name in args.training.split(","):
         train = training_sets[name]
         config = AdaptConfig(seconds=None, steps=args.steps, lr=args.lr, parameters=args.parameters,
@@ -102,14 +103,19 @@ def main() -> None:
         print(f"trained on {name} ({len(train)} triplets), {adapted.steps} steps, lr {args.lr:g}, "
               f"{args.parameters}: {adapted.held_out_before:.3f} -> {adapted.held_out_after:.3f} dB "
               f"({gain:+.3f}) in {time.perf_counter() - started:.0f} s", flush=True)
-        results["runs"].append({
+        runs.append({
             "model": str(args.model), "training": name, "n_train": len(train), "n_scored": len(scored),
             "inputs": args.inputs, "steps": adapted.steps, "lr": args.lr, "parameters": args.parameters,
             "psnr_before": adapted.held_out_before, "psnr_after": adapted.held_out_after, "gain_db": gain,
             "seconds": round(adapted.seconds, 1), "torch_threads": torch.get_num_threads(),
         })
+    # Read just before writing, and replace atomically: runs of this script side by side keep theirs.
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"runs": []}
+    results["runs"] += runs
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    partial = RESULTS.with_name(f"{RESULTS.name}.{os.getpid()}.tmp")
+    partial.write_text(json.dumps(results, indent=2) + "\n")
+    partial.replace(RESULTS)
 
 
 if __name__ == "__main__":
