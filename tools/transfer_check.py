@@ -2,7 +2,7 @@
 
     .venv/bin/python tools/transfer_check.py [--model data/06_models/vfi.pt ...]
         [--size 960x540] [--style watercolor] [--n 24] [--seed 4321] [--flips N] [--flow-candidates LIST|none]
-        [--out FILE.json]
+        [--warp bilinear|bicubic] [--out FILE.json]
 
 Renders ``--n`` fresh synthetic triplets (generator seed ``--seed``, not the pipeline's, so the
 scenes are new) of one style family at ``--size`` into a temporary ATD-12K-layout folder, then
@@ -12,7 +12,7 @@ over the prior. The default is the unseen style at ATD-12K's 960x540, twice the 
 so motion in pixels is twice what training saw: the embedded test split cannot show that.
 ``--flips`` runs each model and its prior with that many mirrored passes instead of the
 checkpoint's own ``flip_ensemble``; ``--flow-candidates`` (comma-separated DIS variants, or
-"none") likewise replaces its ``flow_candidates``.
+"none") likewise replaces its ``flow_candidates``, and ``--warp`` its ``warp_mode``.
 
 Nothing here feeds the pipeline; docs/training.md quotes the figures.
 """
@@ -60,6 +60,8 @@ def main() -> None:
     ap.add_argument("--flow-candidates", default=None,
                     help="DIS variants each model and its prior choose their flow among, comma-separated, "
                          "or 'none' (default: the checkpoint's)")
+    ap.add_argument("--warp", choices=("bilinear", "bicubic"), default=None,
+                    help="how each model and its prior sample the frames along the flows (default: the checkpoint's)")
     ap.add_argument("--out", default=None, help="also write the figures to this JSON file")
     args = ap.parse_args()
     size = tuple(int(v) for v in args.size.lower().split("x"))
@@ -73,6 +75,8 @@ def main() -> None:
             model.cfg.flip_ensemble = args.flips
         if args.flow_candidates is not None:
             model.cfg.flow_candidates = [] if args.flow_candidates == "none" else args.flow_candidates.split(",")
+        if args.warp is not None:
+            model.cfg.warp_mode = args.warp
         methods[f"prior ({path})"] = model_predictor(prior_network(model.cfg))
         methods[f"model ({path})"] = model_predictor(model)
 
@@ -99,7 +103,7 @@ def main() -> None:
         out = Path(args.out)
         tmp = out.with_suffix(out.suffix + ".tmp")
         tmp.write_text(json.dumps({"size": size, "style": args.style, "n": len(triplets), "seed": args.seed,
-                                   "flips": args.flips, "flow_candidates": args.flow_candidates, "scores": scores}, indent=2) + "\n")
+                                   "flips": args.flips, "flow_candidates": args.flow_candidates, "warp": args.warp, "scores": scores}, indent=2) + "\n")
         tmp.replace(out)
 
 

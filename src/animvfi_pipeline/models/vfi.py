@@ -19,7 +19,7 @@ from animvfi_pipeline.models.flownet import FlowNet, FlowNetConfig, dis_prior, p
 from animvfi_pipeline.models.fusion import WarpSelector, select_fusion, selection_cues
 from animvfi_pipeline.models.splat import splatted_flows
 from animvfi_pipeline.models.synthesis import build_backbone
-from animvfi_pipeline.models.warp import mismatch_gate, warp
+from animvfi_pipeline.models.warp import WARP_MODES, mismatch_gate, warp
 
 
 INTERMEDIATE = ("linear", "splat", "both", "all")
@@ -68,6 +68,10 @@ class VFIConfig:
     # (data.flow.best_dis_flow_pair). Empty: the flow net's own dis_preset. Priors read from a
     # store (training, validation) are not affected. Time grows with the number of variants.
     flow_candidates: list = field(default_factory=list)
+    # How the frames are sampled along the flows (models.warp.warp): "bicubic" keeps the fine
+    # texture that bilinear sampling blurs at fractional offsets (+1.7 dB on exact watercolor
+    # frames, docs/training.md, "Sharper warps"). Old checkpoints without the key keep "bilinear".
+    warp_mode: str = "bilinear"
 
     def __post_init__(self) -> None:
         if isinstance(self.flow, dict):
@@ -81,6 +85,8 @@ class VFIConfig:
         unknown = [p for p in self.flow_candidates if p not in DIS_PRESETS]
         if unknown:
             raise ValueError(f"VFIConfig: flow_candidates must be among {sorted(DIS_PRESETS)}, got {unknown}")
+        if self.warp_mode not in WARP_MODES:
+            raise ValueError(f"VFIConfig: warp_mode must be one of {WARP_MODES}, got {self.warp_mode!r}")
         if self.flip_ensemble not in FLIPS:
             raise ValueError(f"VFIConfig: flip_ensemble must be one of {sorted(FLIPS)}, got {self.flip_ensemble!r}")
 
@@ -149,14 +155,15 @@ def flows_at_t(flow_01: torch.Tensor, flow_10: torch.Tensor, t: torch.Tensor, ho
     return torch.cat((lin[0], spl[0], one[0]), 1), torch.cat((lin[1], spl[1], one[1]), 1)
 
 
-def warps_along(img: torch.Tensor, flows: torch.Tensor) -> list[torch.Tensor]:
-    """``img`` backward-warped along each of the k flows stacked in ``flows`` (B, 2k, H, W)."""
-    return [warp(img, flows[:, 2 * i:2 * i + 2]) for i in range(flows.shape[1] // 2)]
+def warps_along(img: torch.Tensor, flows: torch.Tensor, mode: str = "bilinear") -> list[torch.Tensor]:
+    """``img`` backward-warped (``mode``: models.warp.warp) along each of the k flows stacked in
+    ``flows`` (B, 2k, H, W)."""
+    return [warp(img, flows[:, 2 * i:2 * i + 2], mode) for i in range(flows.shape[1] // 2)]
 
 
-def warp_mean(img: torch.Tensor, flows: torch.Tensor) -> torch.Tensor:
+def warp_mean(img: torch.Tensor, flows: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
     """The mean of ``img`` backward-warped along each flow of ``flows`` (B, 2k, H, W)."""
-    return torch.stack(warps_along(img, flows)).mean(0)
+    return torch.stack(warps_along(img, flows, mode)).mean(0)
 
 
 def mean_flow(flows: torch.Tensor) -> torch.Tensor:
@@ -233,7 +240,8 @@ class VFIModel(nn.Module):
         flows_t0, flows_t1 = flows_at_t(flow_01, flow_10, t, self.cfg.intermediate)
         # Each frame along each estimate (the selector weighs them one by one); the synthesis net,
         # the gates and the mean fusion see their mean.
-        warps0, warps1 = warps_along(img0, flows_t0), warps_along(img1, flows_t1)
+        mode = self.cfg.warp_mode
+        warps0, warps1 = warps_along(img0, flows_t0, mode), warps_along(img1, flows_t1, mode)
         warped0, warped1 = torch.stack(warps0).mean(0), torch.stack(warps1).mean(0)
         syn = self.synthesis(img0, img1, warped0, warped1, mean_flow(flows_t0), mean_flow(flows_t1), t)
         gate = mismatch_gate(warped0, warped1, self.cfg.correction_gate) if self.cfg.correction_gate > 0 else 1.0
@@ -241,7 +249,7 @@ class VFIModel(nn.Module):
             k = flows_t0.shape[1] // 2  # one correction, applied to every estimate
             flows_t0 = flows_t0 + gate * syn["flow_delta"][:, :2].repeat(1, k, 1, 1)
             flows_t1 = flows_t1 + gate * syn["flow_delta"][:, 2:].repeat(1, k, 1, 1)
-            warps0, warps1 = warps_along(img0, flows_t0), warps_along(img1, flows_t1)
+            warps0, warps1 = warps_along(img0, flows_t0, mode), warps_along(img1, flows_t1, mode)
             warped0, warped1 = torch.stack(warps0).mean(0), torch.stack(warps1).mean(0)
         m = syn["mask"]
         out = dict(flow_01=flow_01, flow_10=flow_10, flow_t0=mean_flow(flows_t0),
@@ -304,11 +312,12 @@ class VFIModel(nn.Module):
         flows_t0, flows_t1 = (resize_flow(out.get(f"flows_t{i}", out[f"flow_t{i}"]), (h, w)).to(img0.dtype)
                               for i in (0, 1))
         mask = F.interpolate(out["mask"], **grow)
+        mode = self.cfg.warp_mode
         if "fusion_logits" in out:
-            pred = select_fusion(F.interpolate(out["fusion_logits"], **grow), warps_along(img0, flows_t0),
-                                 warps_along(img1, flows_t1), mask, t)
+            pred = select_fusion(F.interpolate(out["fusion_logits"], **grow), warps_along(img0, flows_t0, mode),
+                                 warps_along(img1, flows_t1, mode), mask, t)
         else:
-            pred = fuse(mask, warp_mean(img0, flows_t0), warp_mean(img1, flows_t1), t)
+            pred = fuse(mask, warp_mean(img0, flows_t0, mode), warp_mean(img1, flows_t1, mode), t)
         residual = out.get("residual")
         if residual is None:  # a forward pass that does not report it (mean fusion): what the fusion left
             residual = out["pred"] - fuse(out["mask"], out["warped0"], out["warped1"], t)
