@@ -257,7 +257,7 @@ def test_default_model_is_the_projects_and_says_so(capsys, tmp_path, monkeypatch
 def test_memory_options_keep_size_and_count(capsys, tmp_path, short_clip, tiny_checkpoint):
     out = tmp_path / "out"
     code, err = run(capsys, short_clip, "-o", out, "--model", tiny_checkpoint, "--flow-scale", 0.5,
-                    "--tile", 64, "--flips", 2, "--flow-candidates", "fine,fine-pca", "--device", "cpu", "-q")
+                    "--tile", 64, "--flips", 2, "--flow-candidates", "fine,fine-pca", "--warp", "bicubic", "--device", "cpu", "-q")
     assert code == 0, err
     frames = sorted(out.glob("*.png"))
     assert len(frames) == 6 and cv2.imread(str(frames[1])).shape == (H, W, 3)

@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DIS variants to choose the flow among, per pair, by how well each explains the "
                         "colours, e.g. fine,fine-pca,fine-alpha10; 'none': the model's single preset "
                         "(default: the model's own setting)")
+    p.add_argument("--warp", choices=("bilinear", "bicubic"), default=None,
+                   help="how frames are sampled along the flows: bicubic keeps fine texture (paper grain, "
+                        "hatching) that bilinear blurs (default: the model's own setting)")
     p.add_argument("--tile", type=int, default=0,
                    help="process frames in overlapping tiles of this many pixels (0 = whole frames)")
     p.add_argument("--scene-threshold", type=float, default=DEFAULT_SCENE_THRESHOLD,
@@ -184,7 +187,8 @@ def _make_interpolator(parser: argparse.ArgumentParser, args: argparse.Namespace
         return interp.classical_interpolator()
     settings = interp.ModelSettings(device=args.device, precision=args.precision, batch_size=args.batch_size,
                                     flow_scale=args.flow_scale, max_side=args.max_side, tile=args.tile,
-                                    flips=args.flips, flow_candidates=args.flow_candidates)
+                                    flips=args.flips, flow_candidates=args.flow_candidates,
+                                    warp_mode=args.warp)
     try:
         interpolator = interp.ModelInterpolator(_load_model(args.model, settings.device), settings)
     except ValueError as exc:

@@ -199,6 +199,15 @@ def test_flow_candidates_setting_reaches_the_model_and_none_leaves_the_models_ow
     assert cfg.flow_candidates == ["fine", "fine-pca"]  # the config it was built from is not changed
 
 
+def test_warp_setting_reaches_the_model_and_none_leaves_the_models_own():
+    cfg = VFIConfig(flow=FlowNetConfig(channels=(8, 8, 8), depth=1, init="dis"), backbone="none", warp_mode="bicubic")
+    for setting, expected in ((None, "bicubic"), ("bilinear", "bilinear")):
+        assert ModelInterpolator(VFIModel(cfg), ModelSettings(device="cpu", warp_mode=setting)).model.cfg.warp_mode == expected
+    assert cfg.warp_mode == "bicubic"
+    with pytest.raises(ValueError, match="warp_mode"):
+        ModelInterpolator(VFIModel(cfg), ModelSettings(device="cpu", warp_mode="nearest"))
+
+
 def test_tiles_blend_back_to_the_whole_frame():
     rng = np.random.default_rng(0)
     img0, img1 = (torch.from_numpy(rng.random((2, 3, 100, 150), dtype=np.float32)) for _ in range(2))

@@ -234,6 +234,8 @@ class ModelSettings:
     # DIS variants the flow prior is chosen among per pair (VFIConfig.flow_candidates); None: the
     # model's own; an empty list: its single dis_preset.
     flow_candidates: list[str] | None = None
+    # How frames are sampled along the flows (VFIConfig.warp_mode: bilinear | bicubic); None: the model's own.
+    warp_mode: str | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -277,6 +279,8 @@ class ModelInterpolator:
             raise ValueError(f"tile must be at least 64 pixels, got {s.tile}")
         if s.flow_candidates is not None:  # a setting of the model itself: the interpolator owns it from here
             self.model.cfg = dataclasses.replace(self.model.cfg, flow_candidates=list(s.flow_candidates))
+        if s.warp_mode is not None:  # likewise; replace() validates the name
+            self.model.cfg = dataclasses.replace(self.model.cfg, warp_mode=s.warp_mode)
 
     def scale_for(self, height: int, width: int) -> float:
         if self.settings.flow_scale is not None:
