@@ -154,3 +154,15 @@ def test_model_and_prior_choose_among_the_checkpoints_flow_candidates_unless_tol
     assert metrics3["prior"]["psnr"] != metrics1["prior"]["psnr"]  # the candidates change the flow
     for m in (metrics3, metrics1):  # an untrained network is its prior whichever flow it gets
         assert m["model"]["psnr"] == pytest.approx(m["prior"]["psnr"], abs=1e-6)
+
+
+def test_model_and_prior_warp_with_the_checkpoints_kernel_unless_told_otherwise(store):
+    cfg = VFIConfig(flow=FlowNetConfig(scales=(4, 2), channels=(8, 8), depth=1, init="dis", dis_preset="fine"),
+                    widths=(8, 8, 8, 8), head_channels=4, warp_mode="bicubic")
+    bicubic = make_checkpoint("animvfi.vfi", VFIModel(cfg), cfg.to_dict())
+    metrics_c, _, _, summary_c, *_ = evaluate(store, bicubic, None, None, _params(limit=2, flips=1))
+    metrics_l, _, _, summary_l, *_ = evaluate(store, bicubic, None, None, _params(limit=2, flips=1, warp_mode="bilinear"))
+    assert "bicubic kernel" in summary_c and "bicubic" not in summary_l  # the report says how it warped
+    assert metrics_c["prior"]["psnr"] != metrics_l["prior"]["psnr"]  # the kernel changes the frames
+    for m in (metrics_c, metrics_l):
+        assert m["model"]["psnr"] == pytest.approx(m["prior"]["psnr"], abs=1e-6)

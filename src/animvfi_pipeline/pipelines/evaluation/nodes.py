@@ -36,6 +36,7 @@ class EvaluationParams:
     # DIS variants the model, its prior and its start choose their flow among (VFIConfig.flow_candidates);
     # None: the checkpoint's; []: its single preset.
     flow_candidates: list[str] | None = None
+    warp_mode: str | None = None  # bilinear | bicubic for the model, its prior and its start; None: the checkpoint's
 
 
 def _device(name: str) -> torch.device:
@@ -67,7 +68,7 @@ def evaluate(
     """
     params = EvaluationParams(**evaluation_params)
     device = _device(params.device)
-    model = with_flow_candidates(build_vfi_model(vfi_model, source="vfi_model"), params.flow_candidates)
+    model = with_settings(build_vfi_model(vfi_model, source="vfi_model"), params.flow_candidates, params.warp_mode)
     predictors = {
         "model": baselines.model_predictor(model, device, params.flips),
         # What training added is model - prior: the same network with its learned parts off,
@@ -77,7 +78,7 @@ def evaluate(
         "blend": baselines.blend,
         "classical_flow": baselines.classical_flow_predictor(baselines.ClassicalFlowConfig(**params.classical_flow)),
     }
-    start = with_flow_candidates(load_starting_model(vfi_model), params.flow_candidates)
+    start = with_settings(load_starting_model(vfi_model), params.flow_candidates, params.warp_mode)
     if start is not None:  # a fine-tuned model (init_from): what fine-tuning added is model - start
         predictors = {"model": predictors.pop("model"), "start": baselines.model_predictor(start, device, params.flips),
                       **predictors}
@@ -93,21 +94,26 @@ def evaluate(
         per_triplet,
         report.method_table(summary),
         report.markdown_summary(summary, split=params.split,
-                                notes=_run_notes(params.flips or model.cfg.flip_ensemble, model.cfg.flow_candidates)),
+                                notes=_run_notes(params.flips or model.cfg.flip_ensemble, model.cfg.flow_candidates,
+                                                           model.cfg.warp_mode)),
         figures.gallery_figure(triplet_store, per_triplet, predictors["model"], method="model"),
         figures.psnr_distribution_figure(per_triplet),
         figures.training_curves_figure({"flow": flow_training_history, "vfi": vfi_training_history}),
     )
 
 
-def with_flow_candidates(model: torch.nn.Module | None, candidates: list[str] | None) -> torch.nn.Module | None:
-    """``model`` choosing its flow prior among ``candidates`` (None: as it is)."""
+def with_settings(model: torch.nn.Module | None, candidates: list[str] | None,
+                  warp_mode: str | None = None) -> torch.nn.Module | None:
+    """``model`` choosing its flow prior among ``candidates`` and sampling its warps with
+    ``warp_mode`` (None: as it is, for each)."""
     if model is not None and candidates is not None:
         model.cfg = dataclasses.replace(model.cfg, flow_candidates=list(candidates))
+    if model is not None and warp_mode is not None:
+        model.cfg = dataclasses.replace(model.cfg, warp_mode=warp_mode)
     return model
 
 
-def _run_notes(passes: int, candidates: list[str]) -> list[str]:
+def _run_notes(passes: int, candidates: list[str], warp_mode: str = "bilinear") -> list[str]:
     if passes == 1:
         notes = ["The model and its prior run one pass each (no mirrored passes)."]
     else:
@@ -115,6 +121,8 @@ def _run_notes(passes: int, candidates: list[str]) -> list[str]:
     if candidates:
         notes.append(f"Their flow prior is, per pair, the best of the DIS variants {', '.join(candidates)} "
                      "(`flow_candidates`, docs/training.md).")
+    if warp_mode != "bilinear":
+        notes.append(f"Their warps sample the frames with the {warp_mode} kernel (`warp_mode`, docs/training.md).")
     return notes
 
 
