@@ -10,11 +10,13 @@ cartoon pair, since DIS's time depends on the picture. Budget: 0.65 s/frame on a
                                          [--init dis|zero] [--dis-preset fine] [--intermediate both]
                                          [--fusion mean|select] [--flips 1 4]
                                          [--flow-candidates fine fine-pca fine-alpha10]
+                                         [--warp bilinear bicubic]
 
 The embedded default's model: ``--backbones none --intermediate all --fusion select --flips 1 4
---flow-candidates fine fine-pca fine-alpha10`` (``--flips``: mirrored passes averaged,
-``VFIConfig.flip_ensemble``, each count is timed; ``--flow-candidates``: the DIS fields the prior
-is chosen among, ``VFIConfig.flow_candidates``).
+--flow-candidates fine fine-pca fine-alpha10 --warp bicubic`` (``--flips``: mirrored passes
+averaged, ``VFIConfig.flip_ensemble``, each count is timed; ``--flow-candidates``: the DIS fields
+the prior is chosen among, ``VFIConfig.flow_candidates``; ``--warp``: ``VFIConfig.warp_mode``,
+each kernel is timed).
 
 Prints a table and writes benchmarks/results/inference.json. The CPU may be shared; the load
 average before and after is recorded so a slow figure can be told from a busy machine.
@@ -60,11 +62,11 @@ def cartoon_pair(width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def measure(backbone: str, width: int, height: int, runs: int, init: str, preset: str,
             intermediate: str = "both", fusion: str = "mean", flips: int = 1,
-            candidates: tuple[str, ...] = ()) -> dict:
+            candidates: tuple[str, ...] = (), warp_mode: str = "bilinear") -> dict:
     torch.manual_seed(0)
     model = VFIModel(VFIConfig(backbone=backbone, flow=FlowNetConfig(init=init, dis_preset=preset),
                                 intermediate=intermediate, fusion=fusion, flip_ensemble=flips,
-                                flow_candidates=list(candidates))).eval()
+                                flow_candidates=list(candidates), warp_mode=warp_mode)).eval()
     img0, img1 = cartoon_pair(width, height)
     with torch.inference_mode():
         counter = FlopCounterMode(display=False)
@@ -83,6 +85,7 @@ def measure(backbone: str, width: int, height: int, runs: int, init: str, preset
         "fusion": fusion,
         "flips": flips,
         "flow_candidates": list(candidates),
+        "warp_mode": warp_mode,
         "dis_s": statistics.median(prior),
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
         "flow_params_m": sum(p.numel() for p in model.flownet.parameters()) / 1e6,
@@ -107,6 +110,8 @@ def main() -> None:
     parser.add_argument("--flips", type=int, nargs="+", default=[1], choices=(1, 2, 4))
     parser.add_argument("--flow-candidates", nargs="*", default=[],
                         help="DIS variants the prior is chosen among (VFIConfig.flow_candidates); none: --dis-preset alone")
+    parser.add_argument("--warp", nargs="+", default=["bilinear"], choices=("bilinear", "bicubic"),
+                        help="VFIConfig.warp_mode: how the frames are sampled along the flows")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "inference.json")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
@@ -114,16 +119,16 @@ def main() -> None:
 
     load_before = os.getloadavg()
     rows = [measure(b, width, height, args.runs, args.init, args.dis_preset, args.intermediate, args.fusion, n,
-                    tuple(args.flow_candidates))
-            for b in args.backbones for n in args.flips]
+                    tuple(args.flow_candidates), w)
+            for b in args.backbones for n in args.flips for w in args.warp]
     load_after = os.getloadavg()
 
     prior = f"DIS prior ({', '.join(args.flow_candidates) or args.dis_preset})" if args.init == "dis" else "no prior"
     print(f"VFI inference at {width}x{height}, batch 1, {args.threads} threads, median of {args.runs} runs, {prior}")
-    print(f"{'backbone':<10} {'flips':>5} {'params (M)':>10} {'GFLOPs':>8} {'s/frame':>8} {'best':>6} {'flow s':>7} {'DIS s':>6}  budget")
+    print(f"{'backbone':<10} {'warp':>8} {'flips':>5} {'params (M)':>10} {'GFLOPs':>8} {'s/frame':>8} {'best':>6} {'flow s':>7} {'DIS s':>6}  budget")
     for r in rows:
         ok = "ok" if r["s_per_frame"] <= BUDGET_S else "OVER"
-        print(f"{r['backbone']:<10} {r['flips']:>5} {r['params_m']:>10.2f} {r['gflops']:>8.1f} {r['s_per_frame']:>8.3f} "
+        print(f"{r['backbone']:<10} {r['warp_mode']:>8} {r['flips']:>5} {r['params_m']:>10.2f} {r['gflops']:>8.1f} {r['s_per_frame']:>8.3f} "
               f"{r['s_per_frame_min']:>6.3f} {r['flow_s']:>7.3f} {r['dis_s']:>6.3f}  {ok} (<= {BUDGET_S})")
     print(f"load average before/after: {load_before[0]:.2f} / {load_after[0]:.2f} "
           f"on {os.cpu_count()} CPUs (other processes slow every figure down)")
