@@ -6,17 +6,19 @@ the dropped frames: ``--adapt`` should win by >= 0.3 dB PSNR within 2 CPU minute
 480x270 clip.
 
 The clip: 5 shots of 48 drawings on ones (10 s at 24 fps, 480x270, ``frames_per_window=4``).
-Its even drawings are the input (24 per shot, 5 s at 12 fps, an mp4 as a user would have); the
-odd ones, rendered exactly by the generator, are the truth for the in-betweens. In-betweens
+Its even drawings are the input (24 per shot, 5 s at 12 fps, an mp4 as a user would have, or with
+``--input png`` a folder of lossless PNG frames, as a studio exports them); the odd ones, rendered
+exactly by the generator, are the truth for the in-betweens. In-betweens
 across the four cuts are copies by design and are not scored. Both runs go through the same
 library calls the CLI makes (``adapt_to_clip``, then ``interpolate_clip`` to PNG frames, so no
 encoder touches the scored frames).
 
     python benchmarks/bench_adapt.py [--model data/06_models/vfi.pt] [--seconds 120]
         [--parameters all|flow|synthesis] [--lr 1e-4] [--steps N] [--held-out-only] [--quick]
+        [--input mp4|png]
 
 Prints the figures and writes benchmarks/results/adapt.json (one entry per parameter set and lr
-tried). The CPU may be shared: the load average and the steps actually done are recorded.
+tried; the PNG input under its own key). The CPU may be shared: the load average and the steps actually done are recorded.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ import os
 import sys
 import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -84,6 +87,8 @@ def main() -> None:
     parser.add_argument("--held-out-only", action="store_true",
                         help="only adapt and report the held-out check (for trying parameter sets and lrs fast)")
     parser.add_argument("--quick", action="store_true", help="240x136, 2 shots, 20 s: a smoke test")
+    parser.add_argument("--input", default="mp4", choices=("mp4", "png"),
+                        help="the 12 fps input as an H.264 mp4 (CRF 12) or a lossless PNG folder")
     args = parser.parse_args()
 
     width, height, shots = (240, 136, 2) if args.quick else (480, 270, 5)
@@ -92,14 +97,15 @@ def main() -> None:
     model = load_vfi_model_from(args.model)
     settings = ModelSettings(device="cpu")
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-    key = f"{width}x{height}"
+    key = f"{width}x{height}" + ("" if args.input == "mp4" else f"-{args.input}")
     with tempfile.TemporaryDirectory(prefix="bench-adapt-") as tmp:
-        source = write_clip(clip, Path(tmp) / "input.mp4", fps=FPS_IN)
+        # A path without a suffix is written as a folder of PNG frames, read back at FPS_IN.
+        source = write_clip(clip, Path(tmp) / ("input.mp4" if args.input == "mp4" else "input"), fps=FPS_IN)
         entry = results.setdefault(key, {"model": str(args.model), "runs": []})
         if not args.held_out_only and not (args.skip_plain and "plain" in entry):
             started = time.perf_counter()
             interpolate_clip(source, Path(tmp) / "plain", ModelInterpolator(model, settings),
-                             InterpolateConfig(factor=2, progress=False))
+                             InterpolateConfig(factor=2, progress=False, folder_fps=Fraction(FPS_IN)))
             entry["plain"] = {**score(clip, Path(tmp) / "plain"), "seconds": time.perf_counter() - started}
         if "plain" in entry:
             print(f"without --adapt: PSNR {entry['plain']['psnr']:.2f} dB, SSIM {entry['plain']['ssim']:.4f} "
@@ -108,12 +114,13 @@ def main() -> None:
         load = os.getloadavg()[0]
         config = AdaptConfig(seconds=seconds, steps=args.steps, parameters=args.parameters, lr=args.lr,
                              max_side=args.max_side)
-        adapted = adapt_to_clip(model, source, config, "cpu", progress=sys.stderr.isatty())
+        adapted = adapt_to_clip(model, source, config, "cpu", progress=sys.stderr.isatty(),
+                                folder_fps=Fraction(FPS_IN))
         print(adapted.summary(), flush=True)
         figures, gain = {}, None
         if not args.held_out_only:
             interpolate_clip(source, Path(tmp) / "adapted", ModelInterpolator(adapted.model, settings),
-                             InterpolateConfig(factor=2, progress=False))
+                             InterpolateConfig(factor=2, progress=False, folder_fps=Fraction(FPS_IN)))
             figures = score(clip, Path(tmp) / "adapted")
             gain = figures["psnr"] - entry["plain"]["psnr"]
             print(f"with --adapt ({args.parameters}, lr {args.lr:g}, {seconds:g} s): PSNR {figures['psnr']:.2f} dB, "
