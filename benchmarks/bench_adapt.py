@@ -18,7 +18,8 @@ encoder touches the scored frames).
         [--input mp4|png]
 
 Prints the figures and writes benchmarks/results/adapt.json (one entry per parameter set and lr
-tried; the PNG input under its own key). The CPU may be shared: the load average and the steps actually done are recorded.
+tried; the PNG input under its own key). The CPU may be shared: the load average and the steps
+actually done are recorded.
 """
 from __future__ import annotations
 
@@ -96,6 +97,7 @@ def main() -> None:
     clip = input_clip(width, height, shots)
     model = load_vfi_model_from(args.model)
     settings = ModelSettings(device="cpu")
+    run = InterpolateConfig(factor=2, progress=False, folder_fps=Fraction(FPS_IN))
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     key = f"{width}x{height}" + ("" if args.input == "mp4" else f"-{args.input}")
     with tempfile.TemporaryDirectory(prefix="bench-adapt-") as tmp:
@@ -105,7 +107,7 @@ def main() -> None:
         if not args.held_out_only and not (args.skip_plain and "plain" in entry):
             started = time.perf_counter()
             interpolate_clip(source, Path(tmp) / "plain", ModelInterpolator(model, settings),
-                             InterpolateConfig(factor=2, progress=False, folder_fps=Fraction(FPS_IN)))
+                             run)
             entry["plain"] = {**score(clip, Path(tmp) / "plain"), "seconds": time.perf_counter() - started}
         if "plain" in entry:
             print(f"without --adapt: PSNR {entry['plain']['psnr']:.2f} dB, SSIM {entry['plain']['ssim']:.4f} "
@@ -120,7 +122,7 @@ def main() -> None:
         figures, gain = {}, None
         if not args.held_out_only:
             interpolate_clip(source, Path(tmp) / "adapted", ModelInterpolator(adapted.model, settings),
-                             InterpolateConfig(factor=2, progress=False, folder_fps=Fraction(FPS_IN)))
+                             run)
             figures = score(clip, Path(tmp) / "adapted")
             gain = figures["psnr"] - entry["plain"]["psnr"]
             print(f"with --adapt ({args.parameters}, lr {args.lr:g}, {seconds:g} s): PSNR {figures['psnr']:.2f} dB, "
