@@ -17,7 +17,11 @@ k, true drawing k + 1/2, input k + 1), and both runs are scored on the second ha
   dropped decoded frames are the truth: how footage with no exact truth (real animation) is scored.
 
     python benchmarks/bench_adapt_bound.py [--model data/06_models/vfi.pt] [--steps 300] [--lr 1e-4]
-        [--inputs mp4|exact|mp4-24] [--training oracle,clip]
+        [--inputs mp4|exact|mp4-24] [--training oracle,clip] [--gradients]
+
+``--gradients`` trains nothing: it compares the two training sets' full-batch gradients at the
+starting weights (cosine per parameter group: does a step on the clip's 2x triplets go where the
+true in-betweens want?) and scores one plain gradient step of a few sizes along each.
 
 Prints one line per run and appends to benchmarks/results/adapt_bound.json. Steps, not seconds,
 fix the budget, so a busy machine changes the time taken but not the figures.
@@ -36,9 +40,16 @@ import numpy as np
 import torch
 
 from animvfi_pipeline.data.synthetic_video import Shot, make_clip, write_clip
-from animvfi_pipeline.inference.adapt import AdaptConfig, adapt_on_triplets
+from animvfi_pipeline.inference.adapt import (
+    AdaptConfig,
+    adapt_on_triplets,
+    held_out_psnr,
+    trainable_parameters,
+    whole_frame_priors,
+)
 from animvfi_pipeline.inference.interpolate import load_vfi_model_from
 from animvfi_pipeline.inference.video_io import probe, read_frames
+from animvfi_pipeline.training.losses import vfi_loss
 from bench_adapt import FPS_IN, input_clip  # the same clip, from the script beside this one
 
 RESULTS = Path(__file__).resolve().parent / "results" / "adapt_bound.json"
@@ -62,6 +73,49 @@ def frames_and_truth(clip, inputs: str) -> tuple[list[np.ndarray], Callable[[int
     return decoded[0::2], lambda k: decoded[2 * k + 1]
 
 
+def mean_gradient(model: torch.nn.Module, params: list[torch.nn.Parameter], triplets) -> list[torch.Tensor]:
+    """The training loss's gradient averaged over whole triplets (the prior as at inference)."""
+    grads = [torch.zeros_like(p) for p in params]
+    for (first, middle, last), prior in zip(triplets, whole_frame_priors(model, triplets, torch.device("cpu"))):
+        x0, target, x1 = (torch.from_numpy(f).permute(2, 0, 1)[None].float() / 255.0 for f in (first, middle, last))
+        out = model(x0, x1, 0.5, prior=torch.from_numpy(prior.astype(np.float32))[None])
+        loss, _ = vfi_loss({"pred": out["pred"]}, target, {"charbonnier": 1.0})
+        for acc, g in zip(grads, torch.autograd.grad(loss, params, allow_unused=True)):
+            if g is not None:
+                acc += g / len(triplets)
+    return grads
+
+
+def gradient_report(model: torch.nn.Module, training_sets: dict, scored: list) -> dict:
+    """Cosine between the oracle's and the clip's gradients (all, flow net, selector), and the
+    held-out PSNR after one step of each, of a few sizes along the unit gradient."""
+    model.eval()
+    params = trainable_parameters(model, "all")
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    start = [p.detach().clone() for p in params]
+    grads = {name: mean_gradient(model, params, training_sets[name]) for name in ("oracle", "clip")}
+    report = {"cosine": {}, "one_step": {}}
+    for group in ("all", "flownet", "selector"):
+        pick = [i for i, n in enumerate(names) if group == "all" or n.startswith(group + ".")]
+        a, b = (torch.cat([grads[k][i].flatten() for i in pick]) for k in ("oracle", "clip"))
+        report["cosine"][group] = float(a @ b / (a.norm() * b.norm()).clamp_min(1e-30))
+    report["before"] = held_out_psnr(model, scored, torch.device("cpu"))
+    for name, grad in grads.items():
+        norm = torch.sqrt(sum((g ** 2).sum() for g in grad))
+        for size in (0.01, 0.03, 0.1):
+            with torch.no_grad():
+                for p, p0, g in zip(params, start, grad):
+                    p.copy_(p0 - size * g / norm)
+            report["one_step"][f"{name}@{size:g}"] = held_out_psnr(model, scored, torch.device("cpu"))
+            print(f"one step along the {name} gradient, size {size:g}: "
+                  f"{report['one_step'][f'{name}@{size:g}'] - report['before']:+.3f} dB", flush=True)
+    with torch.no_grad():
+        for p, p0 in zip(params, start):
+            p.copy_(p0)
+    print("gradient cosine, oracle vs clip: " + ", ".join(f"{k} {v:+.2f}" for k, v in report["cosine"].items()))
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="data/06_models/vfi.pt", help="vfi.pt or MLflow model URI")
@@ -72,6 +126,8 @@ def main() -> None:
                         help="what the frames and the truth are (see above)")
     parser.add_argument("--training", default="oracle,clip",
                         help="comma-separated: oracle (true in-betweens), clip (the clip's 2x triplets)")
+    parser.add_argument("--gradients", action="store_true",
+                        help="compare the two sets' gradients and one-step gains instead of training")
     args = parser.parse_args()
 
     clip = input_clip(480, 270, 5)
@@ -91,7 +147,10 @@ def main() -> None:
     print(f"{len(scored)} scored in-betweens, inputs {args.inputs}", flush=True)
 
     runs = []
-    for name in args.training.split(","):
+    if args.gradients:
+        runs.append({"model": str(args.model), "inputs": args.inputs, "n_scored": len(scored),
+                     "gradients": gradient_report(model, training_sets, scored)})
+    for name in ([] if args.gradients else args.training.split(",")):
         train = training_sets[name]
         config = AdaptConfig(seconds=None, steps=args.steps, lr=args.lr, parameters=args.parameters,
                              max_triplets=len(train), held_out=len(scored))
