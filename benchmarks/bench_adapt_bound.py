@@ -147,10 +147,11 @@ def main() -> None:
     print(f"{len(scored)} scored in-betweens, inputs {args.inputs}", flush=True)
 
     runs = []
-    if args.gradients:
+    if args.gradients:  # instead of training
         runs.append({"model": str(args.model), "inputs": args.inputs, "n_scored": len(scored),
                      "gradients": gradient_report(model, training_sets, scored)})
-    for name in ([] if args.gradients else args.training.split(",")):
+    training = [] if args.gradients else args.training.split(",")
+    for name in training:
         train = training_sets[name]
         config = AdaptConfig(seconds=None, steps=args.steps, lr=args.lr, parameters=args.parameters,
                              max_triplets=len(train), held_out=len(scored))
