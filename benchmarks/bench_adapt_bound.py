@@ -17,11 +17,13 @@ k, true drawing k + 1/2, input k + 1), and both runs are scored on the second ha
   dropped decoded frames are the truth: how footage with no exact truth (real animation) is scored.
 
     python benchmarks/bench_adapt_bound.py [--model data/06_models/vfi.pt] [--steps 300] [--lr 1e-4]
-        [--inputs mp4|exact|mp4-24] [--training oracle,clip] [--gradients]
+        [--inputs mp4|exact|mp4-24] [--training oracle,clip[,half]] [--gradients]
 
-``--gradients`` trains nothing: it compares the two training sets' full-batch gradients at the
-starting weights (cosine per parameter group: does a step on the clip's 2x triplets go where the
-true in-betweens want?) and scores one plain gradient step of a few sizes along each.
+``--training half`` is the clip's 2x triplets at half size, so that motion in pixels matches the
+in-betweens' (what ``--adapt``'s ``max_side`` would do). ``--gradients`` trains nothing: it
+compares the oracle's full-batch gradient at the starting weights with each other set's (cosine
+per parameter group: does a step on the clip's own triplets go where the true in-betweens want?)
+and scores one plain gradient step of a few sizes along each.
 
 Prints one line per run and appends to benchmarks/results/adapt_bound.json. Steps, not seconds,
 fix the budget, so a busy machine changes the time taken but not the figures.
@@ -36,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import cv2
 import numpy as np
 import torch
 
@@ -73,6 +76,42 @@ def frames_and_truth(clip, inputs: str) -> tuple[list[np.ndarray], Callable[[int
     return decoded[0::2], lambda k: decoded[2 * k + 1]
 
 
+def append_runs(path: Path, runs: list[dict]) -> None:
+    """Add ``runs`` to the JSON results file at ``path``; read just before writing and replaced
+    atomically, so runs of these scripts side by side keep theirs."""
+    results = json.loads(path.read_text()) if path.is_file() else {"runs": []}
+    results["runs"] += runs
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    partial.write_text(json.dumps(results, indent=2) + "\n")
+    partial.replace(path)
+
+
+def clip_split(inputs: str) -> tuple[list, dict[str, list]]:
+    """The scored in-betweens (every other one inside a shot) and the training sets: ``oracle``
+    (the other in-betweens with their truth), ``clip`` (the 2x triplets --adapt trains on) and
+    ``half`` (those at half size)."""
+    clip = input_clip(480, 270, 5)
+    frames, truth = frames_and_truth(clip, inputs)
+    inside = [k for k in range(clip.n_frames - 1) if clip.drawing_of[k][0] == clip.drawing_of[k + 1][0]]
+
+    def in_between(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return frames[k], truth(k), frames[k + 1]
+
+    training_sets = {
+        "oracle": [in_between(k) for k in inside[0::2]],
+        # what --adapt trains on: inputs k and k + 2 predict k + 1, never across a cut
+        "clip": [(frames[k], frames[k + 1], frames[k + 2]) for k in inside if k + 1 in inside],
+    }
+    training_sets["half"] = [tuple(half_size(f) for f in triplet) for triplet in training_sets["clip"]]
+    return [in_between(k) for k in inside[1::2]], training_sets
+
+
+def half_size(frame: np.ndarray) -> np.ndarray:
+    """The frame at half its width and height (area filter): 2x-spaced motion at 1x pixel size."""
+    return cv2.resize(frame, (frame.shape[1] // 2, frame.shape[0] // 2), interpolation=cv2.INTER_AREA)
+
+
 def mean_gradient(model: torch.nn.Module, params: list[torch.nn.Parameter], triplets) -> list[torch.Tensor]:
     """The training loss's gradient averaged over whole triplets (the prior as at inference)."""
     grads = [torch.zeros_like(p) for p in params]
@@ -87,18 +126,19 @@ def mean_gradient(model: torch.nn.Module, params: list[torch.nn.Parameter], trip
 
 
 def gradient_report(model: torch.nn.Module, training_sets: dict, scored: list) -> dict:
-    """Cosine between the oracle's and the clip's gradients (all, flow net, selector), and the
-    held-out PSNR after one step of each, of a few sizes along the unit gradient."""
+    """Cosine between the oracle's gradient and each other set's (all, flow net, selector), and
+    the held-out PSNR after one step of each, of a few sizes along the unit gradient."""
     model.eval()
     params = trainable_parameters(model, "all")
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     start = [p.detach().clone() for p in params]
-    grads = {name: mean_gradient(model, params, training_sets[name]) for name in ("oracle", "clip")}
+    grads = {name: mean_gradient(model, params, triplets) for name, triplets in training_sets.items()}
     report = {"cosine": {}, "one_step": {}}
-    for group in ("all", "flownet", "selector"):
-        pick = [i for i, n in enumerate(names) if group == "all" or n.startswith(group + ".")]
-        a, b = (torch.cat([grads[k][i].flatten() for i in pick]) for k in ("oracle", "clip"))
-        report["cosine"][group] = float(a @ b / (a.norm() * b.norm()).clamp_min(1e-30))
+    for other in (name for name in grads if name != "oracle"):
+        for group in ("all", "flownet", "selector"):
+            pick = [i for i, n in enumerate(names) if group == "all" or n.startswith(group + ".")]
+            a, b = (torch.cat([grads[k][i].flatten() for i in pick]) for k in ("oracle", other))
+            report["cosine"][f"{other}:{group}"] = float(a @ b / (a.norm() * b.norm()).clamp_min(1e-30))
     report["before"] = held_out_psnr(model, scored, torch.device("cpu"))
     for name, grad in grads.items():
         norm = torch.sqrt(sum((g ** 2).sum() for g in grad))
@@ -112,7 +152,7 @@ def gradient_report(model: torch.nn.Module, training_sets: dict, scored: list) -
     with torch.no_grad():
         for p, p0 in zip(params, start):
             p.copy_(p0)
-    print("gradient cosine, oracle vs clip: " + ", ".join(f"{k} {v:+.2f}" for k, v in report["cosine"].items()))
+    print("gradient cosine with the oracle's: " + ", ".join(f"{k} {v:+.2f}" for k, v in report["cosine"].items()))
     return report
 
 
@@ -125,32 +165,28 @@ def main() -> None:
     parser.add_argument("--inputs", default="mp4", choices=("mp4", "exact", "mp4-24"),
                         help="what the frames and the truth are (see above)")
     parser.add_argument("--training", default="oracle,clip",
-                        help="comma-separated: oracle (true in-betweens), clip (the clip's 2x triplets)")
+                        help="comma-separated: oracle (true in-betweens), clip (the clip's 2x triplets), "
+                             "half (those at half size: motion in pixels as the in-betweens')")
     parser.add_argument("--gradients", action="store_true",
-                        help="compare the two sets' gradients and one-step gains instead of training")
+                        help="compare the oracle's gradient with the other sets' and one-step gains "
+                             "instead of training")
     args = parser.parse_args()
 
-    clip = input_clip(480, 270, 5)
-    frames, truth = frames_and_truth(clip, args.inputs)
-    inside = [k for k in range(clip.n_frames - 1) if clip.drawing_of[k][0] == clip.drawing_of[k + 1][0]]
-
-    def in_between(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return frames[k], truth(k), frames[k + 1]
-
-    scored = [in_between(k) for k in inside[1::2]]
-    training_sets = {
-        "oracle": [in_between(k) for k in inside[0::2]],
-        # what --adapt trains on: inputs k and k + 2 predict k + 1, never across a cut
-        "clip": [(frames[k], frames[k + 1], frames[k + 2]) for k in inside if k + 1 in inside],
-    }
+    scored, training_sets = clip_split(args.inputs)
     model = load_vfi_model_from(args.model)
     print(f"{len(scored)} scored in-betweens, inputs {args.inputs}", flush=True)
 
     runs = []
+    names = args.training.split(",")
+    unknown = sorted(set(names) - set(training_sets))
+    if unknown:
+        parser.error(f"unknown training set(s) {unknown}; choose from {', '.join(training_sets)}")
     if args.gradients:  # instead of training
+        if "oracle" not in names or len(names) < 2:
+            parser.error("--gradients compares the oracle with the other sets: give --training oracle,<set>[,...]")
         runs.append({"model": str(args.model), "inputs": args.inputs, "n_scored": len(scored),
-                     "gradients": gradient_report(model, training_sets, scored)})
-    training = [] if args.gradients else args.training.split(",")
+                     "gradients": gradient_report(model, {n: training_sets[n] for n in names}, scored)})
+    training = [] if args.gradients else names
     for name in training:
         train = training_sets[name]
         config = AdaptConfig(seconds=None, steps=args.steps, lr=args.lr, parameters=args.parameters,
@@ -168,13 +204,7 @@ def main() -> None:
             "psnr_before": adapted.held_out_before, "psnr_after": adapted.held_out_after, "gain_db": gain,
             "seconds": round(adapted.seconds, 1), "torch_threads": torch.get_num_threads(),
         })
-    # Read just before writing, and replace atomically: runs of this script side by side keep theirs.
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"runs": []}
-    results["runs"] += runs
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    partial = RESULTS.with_name(f"{RESULTS.name}.{os.getpid()}.tmp")
-    partial.write_text(json.dumps(results, indent=2) + "\n")
-    partial.replace(RESULTS)
+    append_runs(RESULTS, runs)
 
 
 if __name__ == "__main__":
