@@ -56,6 +56,7 @@ from animvfi_pipeline.training.losses import vfi_loss
 from bench_adapt import FPS_IN, input_clip  # the same clip, from the script beside this one
 
 RESULTS = Path(__file__).resolve().parent / "results" / "adapt_bound.json"
+TRAINING_SETS = ("oracle", "clip", "half")  # see clip_split
 
 
 def frames_and_truth(clip, inputs: str) -> tuple[list[np.ndarray], Callable[[int], np.ndarray]]:
@@ -171,19 +172,19 @@ def main() -> None:
                         help="compare the oracle's gradient with the other sets' and one-step gains "
                              "instead of training")
     args = parser.parse_args()
+    names = args.training.split(",")
+    unknown = sorted(set(names) - set(TRAINING_SETS))
+    if unknown:
+        parser.error(f"unknown training set(s) {unknown}; choose from {', '.join(TRAINING_SETS)}")
+    if args.gradients and ("oracle" not in names or len(names) < 2):
+        parser.error("--gradients compares the oracle with the other sets: give --training oracle,<set>[,...]")
 
     scored, training_sets = clip_split(args.inputs)
     model = load_vfi_model_from(args.model)
     print(f"{len(scored)} scored in-betweens, inputs {args.inputs}", flush=True)
 
     runs = []
-    names = args.training.split(",")
-    unknown = sorted(set(names) - set(training_sets))
-    if unknown:
-        parser.error(f"unknown training set(s) {unknown}; choose from {', '.join(training_sets)}")
     if args.gradients:  # instead of training
-        if "oracle" not in names or len(names) < 2:
-            parser.error("--gradients compares the oracle with the other sets: give --training oracle,<set>[,...]")
         runs.append({"model": str(args.model), "inputs": args.inputs, "n_scored": len(scored),
                      "gradients": gradient_report(model, {n: training_sets[n] for n in names}, scored)})
     training = [] if args.gradients else names
