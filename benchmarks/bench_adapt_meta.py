@@ -43,7 +43,7 @@ from torch.func import functional_call
 
 from animvfi_pipeline.data.synthetic import SyntheticConfig
 from animvfi_pipeline.data.synthetic_video import Shot, make_clip, write_clip
-from animvfi_pipeline.inference.adapt import held_out_psnr
+from animvfi_pipeline.inference.adapt import held_out_psnr, whole_frame_priors
 from animvfi_pipeline.inference.interpolate import load_vfi_model_from
 from animvfi_pipeline.inference.video_io import probe, read_frames
 from animvfi_pipeline.training.losses import charbonnier
@@ -76,18 +76,15 @@ def make_tasks(model: torch.nn.Module, shots_per_style: int) -> Tasks:
     with tempfile.TemporaryDirectory(prefix="bench-adapt-meta-") as tmp:
         decoded = list(read_frames(probe(write_clip(clip, Path(tmp) / "tasks.mp4", fps=FPS_IN))))
 
-    @torch.no_grad()
-    def prior(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        x0, x1 = (torch.from_numpy(f).permute(2, 0, 1)[None].float() / 255 for f in (a, b))
-        return model.flow_prior(x0, x1)[0].numpy().astype(np.float16)
-
     inputs, truths, p2, p1 = [], [], [], []
+    cpu = torch.device("cpu")
     for s in range(len(shots)):
         frames = decoded[s * DRAWINGS:(s + 1) * DRAWINGS]
         inputs.append(np.stack(frames))
         truths.append(np.stack([clip.truth(s, k + 0.5) for k in range(DRAWINGS - 1)]))
-        p2.append(np.stack([prior(frames[k], frames[k + 2]) for k in range(DRAWINGS - 2)]))
-        p1.append(np.stack([prior(frames[k], frames[k + 1]) for k in range(DRAWINGS - 1)]))
+        # whole_frame_priors reads only the end frames of each triplet
+        p2.append(np.stack(whole_frame_priors(model, list(zip(frames[:-2], frames[1:-1], frames[2:])), cpu)))
+        p1.append(np.stack(whole_frame_priors(model, list(zip(frames[:-1], truths[-1], frames[1:])), cpu)))
         print(f"task shot {s + 1}/{len(shots)}", flush=True)
     return Tasks(np.stack(inputs), np.stack(truths), np.stack(p2), np.stack(p1))
 
